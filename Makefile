@@ -1,0 +1,45 @@
+# posts-pipeline: the one entry point for tasks. `make help` lists them.
+# Other task groups (image, kind, ...) live in mk/*.mk and are included below.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+LOCK   := requirements/test-lock.txt
+
+DEMO_SIZE ?= 20MB
+DEMO_DATA ?= data/demo/Posts.xml
+DEMO_OUT  ?= runs/demo
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help env demo test lock
+
+help: ## list the tasks
+	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+# The environment is rebuilt whenever the lock file changes.
+$(BIN)/.installed: $(LOCK) pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+env: $(BIN)/.installed ## create .venv from the lock file
+
+$(DEMO_DATA): | $(BIN)/.installed
+	$(BIN)/posts-pipeline generate --size $(DEMO_SIZE) --output $@
+
+demo: $(BIN)/.installed $(DEMO_DATA) ## generate sample data and run the job on the embedded LocalCluster
+	$(BIN)/posts-pipeline run --input $(DEMO_DATA) --output $(DEMO_OUT)
+
+test: $(BIN)/.installed ## run the test suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lock: ## re-resolve requirements/*.txt from pyproject.toml (needs network to PyPI)
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --generate-hashes \
+	    --custom-compile-command "make lock" -o requirements/lock.txt
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra graphviz --python-version 3.11 --generate-hashes \
+	    --custom-compile-command "make lock" -c requirements/lock.txt -o requirements/test-lock.txt
+
+-include $(sort $(wildcard mk/*.mk))

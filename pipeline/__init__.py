@@ -1,0 +1,1 @@
+"""posts-pipeline: Stack Exchange Posts.xml → tag analytics and a classifier, on Dask."""
