@@ -1,0 +1,3 @@
+module posts-pipeline/hack/oci-runtime-wrapper
+
+go 1.22
