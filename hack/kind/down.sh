@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# `make kind-down`: delete the kind cluster named in kind-config.yaml.
+. "$(dirname "$0")/lib.sh"
+CONFIG="${KIND_CONFIG:-$REPO_ROOT/kind-config.yaml}"
+CLUSTER="$(awk '$1=="name:"{print $2; exit}' "$CONFIG")"
+KIND="$REPO_ROOT/.tools/bin/kind"
+[ -x "$KIND" ] || KIND="$CACHE/tools/kind-$KIND_VERSION/bin/kind"
+if [ -x "$KIND" ] && docker info >/dev/null 2>&1; then
+  "$KIND" delete cluster --name "$CLUSTER"
+else
+  log "no kind or no docker engine: nothing to delete"
+fi
+rm -f "$REPO_ROOT/.tools/kubeconfig"

@@ -1,0 +1,3 @@
+module posts-pipeline/hack/kind/pause
+
+go 1.22
