@@ -1,0 +1,101 @@
+"""Cluster: where the work runs, chosen once, outside the stages (they never know which).
+
+``local`` starts an embedded LocalCluster; ``scheduler`` joins an existing one at
+``tcp://host:8786`` after checking that its versions match ours; ``kubernetes`` starts workers
+with dask-kubernetes (see ``pipeline/kubernetes.py`` once it exists).
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from collections.abc import Iterator
+
+from dask.utils import parse_timedelta
+from distributed import Client, LocalCluster
+
+from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
+
+KINDS = ("local", "scheduler", "kubernetes")
+# Modules whose versions must match on driver, scheduler and workers: task graphs and
+# pickled objects (frames, the model) cross between them.
+CHECKED = ("dask", "distributed", "pandas", "numpy", "sklearn", "dask_ml", "pyarrow", "cloudpickle")
+
+
+def _python(info: dict) -> str:
+    return ".".join(str(info["host"]["python"]).split(".")[:2])
+
+
+def mismatches(versions: dict) -> list[str]:
+    """Differences between the client's versions and the scheduler's and workers', in words."""
+    ours = versions["client"]
+    sides = {"scheduler": versions["scheduler"], **{f"worker {a}": v for a, v in versions["workers"].items()}}
+    found = []
+    for side, theirs in sides.items():
+        if _python(theirs) != _python(ours):
+            found.append(f"python {_python(ours)} here, {_python(theirs)} on {side}")
+        for name in CHECKED:
+            mine, other = ours["packages"].get(name), theirs["packages"].get(name)
+            if mine != other and not (side == "scheduler" and name not in ("dask", "distributed")):
+                found.append(f"{name} {mine} here, {other} on {side}")
+    return found
+
+
+def check_versions(client: Client) -> None:
+    """Refuse a cluster whose Python or Dask stack differs from the driver's."""
+    problems = mismatches(client.get_versions(packages=list(CHECKED)))
+    if problems:
+        raise PipelineError(
+            f"version mismatch between this driver and the cluster at {client.scheduler.address}: "
+            + "; ".join(problems) + " — run the driver from the same image or lock file as the workers"
+        )
+
+
+def _local(settings: dict) -> LocalCluster:
+    return LocalCluster(
+        n_workers=settings["n-workers"],
+        threads_per_worker=settings["threads-per-worker"],
+        memory_limit=settings["memory-limit"],
+        dashboard_address=settings["dashboard-address"],
+        processes=True,
+    )
+
+
+@contextmanager
+def connect(kind: str, scheduler_address: str | None, local: dict, connect_timeout: str) -> Iterator[Client]:
+    """A client for the chosen cluster, closed (and an embedded cluster stopped) on the way out."""
+    if kind not in KINDS:
+        raise PipelineError(f"cluster kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    cluster = None
+    if kind == "local":
+        cluster = _local(local)
+        client = Client(cluster)
+    elif kind == "scheduler":
+        if not scheduler_address:
+            raise PipelineError("--cluster scheduler needs --scheduler tcp://host:8786")
+        timeout = parse_timedelta(connect_timeout)
+        try:
+            client = Client(scheduler_address, timeout=timeout)
+        except OSError as e:
+            raise PipelineError(f"cannot reach the scheduler at {scheduler_address} within {connect_timeout}: {e}") from None
+        try:
+            client.wait_for_workers(1, timeout=timeout)
+        except TimeoutError:
+            client.close()
+            raise PipelineError(f"no worker joined the scheduler at {scheduler_address} within {connect_timeout}") from None
+        try:
+            check_versions(client)
+        except PipelineError:
+            client.close()
+            raise
+    else:
+        raise PipelineError("--cluster kubernetes is not available in this version yet")
+    log.info("dashboard: %s", client.dashboard_link)
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

@@ -1,0 +1,135 @@
+"""Questions: parsed rows → a typed pandas frame per block → one dask dataframe, explicit schema.
+
+Types are fixed here (``FIELDS``), never inferred: a value that does not fit its field makes its
+row malformed, reported with the field's name, instead of turning a whole column into text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from typing import NamedTuple
+
+import dask
+import dask.dataframe as dd
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import parse, read
+from pipeline.parse import Malformed
+
+STRING = pd.StringDtype("pyarrow")
+INTEGER = r"^-?[0-9]+$"
+TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?$"
+
+# Attribute of <row/> → Arrow type it must have. Order is column order; PostTypeId is always 1.
+FIELDS: dict[str, pa.DataType] = {
+    "Id": pa.int64(),
+    "AcceptedAnswerId": pa.int64(),
+    "CreationDate": pa.timestamp("ms"),
+    "Score": pa.int64(),
+    "ViewCount": pa.int64(),
+    "Body": pa.string(),
+    "OwnerUserId": pa.int64(),
+    "OwnerDisplayName": pa.string(),
+    "LastEditorUserId": pa.int64(),
+    "LastEditDate": pa.timestamp("ms"),
+    "LastActivityDate": pa.timestamp("ms"),
+    "Title": pa.string(),
+    "Tags": pa.string(),
+    "AnswerCount": pa.int64(),
+    "CommentCount": pa.int64(),
+    "FavoriteCount": pa.int64(),
+    "ClosedDate": pa.timestamp("ms"),
+    "CommunityOwnedDate": pa.timestamp("ms"),
+    "ContentLicense": pa.string(),
+}
+PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.string(): STRING}
+
+
+def snake_case(name: str) -> str:
+    """``AcceptedAnswerId`` → ``accepted_answer_id``."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name).lower()
+
+
+COLUMNS = {name: snake_case(name) for name in FIELDS}
+SCHEMA = pa.schema([(COLUMNS[name], kind) for name, kind in FIELDS.items()])
+META = SCHEMA.empty_table().to_pandas(types_mapper=PANDAS_TYPES.get)
+
+
+class BlockStats(NamedTuple):
+    """What a block held besides its questions; summed over blocks for the report."""
+
+    path: str
+    index: int
+    lines: int
+    post_types: Counter
+    malformed: int
+    samples: list[Malformed]  # the first few, line numbers within the block
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row, so that statistics travel in the same kind of collection as the questions."""
+        row = self._replace(post_types=json.dumps(self.post_types), samples=json.dumps(self.samples))
+        return pd.DataFrame([row], columns=self._fields).astype(STATS_META.dtypes.to_dict())
+
+    @classmethod
+    def from_frame(cls, frame: pd.DataFrame) -> list[BlockStats]:
+        return [
+            cls(r.path, r.index, r.lines, Counter(json.loads(r.post_types)), r.malformed,
+                [Malformed(*m) for m in json.loads(r.samples)])
+            for r in frame.itertuples(index=False)
+        ]
+
+
+STATS_META = pd.DataFrame(
+    {name: pd.Series([], dtype=STRING if name in ("path", "post_types", "samples") else "int64") for name in BlockStats._fields}
+)
+
+
+def _typed(values: list[str | None], kind: pa.DataType) -> tuple[pa.Array, pa.Array | None]:
+    """An Arrow column of ``kind``, and a mask of values that do not fit it (None when all fit)."""
+    column = pa.array(values, pa.string())
+    if kind == pa.string():
+        return column, None
+    fits = pc.match_substring_regex(column, INTEGER if kind == pa.int64() else TIMESTAMP)
+    bad = pc.invert(pc.fill_null(fits, True))
+    if not pc.any(bad).as_py():
+        return pc.cast(column, kind), None
+    return pc.cast(pc.if_else(bad, pa.scalar(None, pa.string()), column), kind), bad
+
+
+def frame(questions: list[tuple[int, dict[str, str]]]) -> tuple[pd.DataFrame, list[Malformed]]:
+    """Typed questions, and the rows whose values do not fit their fields (removed from the frame)."""
+    columns, rejected = {}, {}
+    for name, kind in FIELDS.items():
+        columns[COLUMNS[name]], bad = _typed([attrs.get(name) for _, attrs in questions], kind)
+        if bad is not None:
+            for i in pc.indices_nonzero(bad).to_pylist():
+                rejected.setdefault(i, f"{name}={questions[i][1][name]!r} is not a {kind}")
+    table = pa.table(columns, schema=SCHEMA)
+    if rejected:
+        keep = pa.array([i not in rejected for i in range(len(questions))])
+        table = table.filter(keep)
+    malformed = [Malformed(questions[i][0], reason, "") for i, reason in sorted(rejected.items())]
+    return table.to_pandas(types_mapper=PANDAS_TYPES.get), malformed
+
+
+def load_block(data: bytes, path: str, index: int, samples: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One block of XML → its typed questions and its statistics (the task every partition starts with)."""
+    lines = read.lines(data)
+    parsed = parse.parse_lines(lines)
+    questions, rejected = frame(parsed.questions)
+    parsed.post_types[parse.QUESTION] -= len(rejected)  # counted as malformed instead
+    malformed = sorted(parsed.malformed + [m._replace(text=lines[m.line - 1].strip()[: parse.SNIPPET]) for m in rejected])
+    stats = BlockStats(path, index, parsed.lines, parsed.post_types, len(malformed), malformed[:samples])
+    return questions, stats.to_frame()
+
+
+def load(blocks: list[read.Block], samples: int) -> tuple[dd.DataFrame, dd.DataFrame]:
+    """The questions of all blocks as one dask dataframe, and the statistics of each block as another."""
+    tasks = [dask.delayed(load_block, nout=2)(b.data, b.path, b.index, samples) for b in blocks]
+    questions = dd.from_delayed([task[0] for task in tasks], meta=META, verify_meta=False)
+    stats = dd.from_delayed([task[1] for task in tasks], meta=STATS_META, verify_meta=False)
+    return questions, stats

@@ -1,0 +1,111 @@
+"""Read: a path, a glob or an s3:// URL of Posts.xml → blocks of whole lines, one task each.
+
+No ``sed`` step: blocks are cut at newlines by ``dask.bytes.read_bytes`` and the XML
+declaration, ``<posts>``, the BOM and CRLF are dealt with line by line in ``lines``.
+"""
+
+from __future__ import annotations
+
+import codecs
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import fsspec
+from dask.bytes import read_bytes
+from dask.delayed import Delayed
+from dask.utils import parse_bytes
+from fsspec.utils import infer_compression
+
+from pipeline.errors import PipelineError
+
+
+@dataclass(frozen=True)
+class Block:
+    """One task's worth of input: ``data`` is a delayed ``bytes`` ending at a newline."""
+
+    path: str
+    index: int  # position within its file, so that line numbers can be recovered
+    data: Delayed
+
+
+def expand(urlpaths: str | list[str], storage_options: dict) -> list[str]:
+    """Every file the inputs name, globs expanded; a clear error for none or a missing one."""
+    paths: list[str] = []
+    for urlpath in [urlpaths] if isinstance(urlpaths, str) else urlpaths:
+        with storage_errors(urlpath):
+            fs, _, found = fsspec.get_fs_token_paths(urlpath, storage_options=storage_options)
+            if not found or (not any(c in urlpath for c in "*?[") and not fs.exists(found[0])):
+                raise PipelineError(f"no input file matches {urlpath}")
+        paths += [fs.unstrip_protocol(p) for p in found]
+    return paths
+
+
+def blocks(urlpaths: str | list[str], blocksize: str | int, storage_options: dict) -> list[Block]:
+    """Blocks of every input file. Compressed files (.gz, .bz2, …) cannot be split: one block each."""
+    out = []
+    for path in expand(urlpaths, storage_options):
+        compression = infer_compression(path)
+        with storage_errors(path):
+            _, per_file = read_bytes(
+                path,
+                delimiter=b"\n",
+                blocksize=None if compression else parse_bytes(blocksize) if isinstance(blocksize, str) else blocksize,
+                sample=False,
+                compression=compression,
+                **storage_options,
+            )
+        out += [Block(path, i, data) for i, data in enumerate(per_file[0])]
+    return out
+
+
+def lines(data: bytes) -> list[str]:
+    """The text lines of a block: BOM removed, CR removed, undecodable bytes kept as surrogates.
+
+    Lines are not stripped or dropped here, so that positions stay true line numbers.
+    """
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    text = data.decode("utf-8", errors="surrogateescape")
+    out = text.split("\n")
+    if out and out[-1] == "":
+        out.pop()
+    return out
+
+
+@contextmanager
+def storage_errors(url: str):
+    """Turn the errors of local files, S3 and fsspec into one line that says what to fix."""
+    try:
+        yield
+    except PipelineError:
+        raise
+    except Exception as exc:
+        message = describe(url, exc)
+        if message is None:
+            raise
+        raise PipelineError(message) from exc
+
+
+def describe(url: str, exc: BaseException) -> str | None:
+    """A one-line explanation of a storage error, or None if it is not one we recognise."""
+    name = type(exc).__name__
+    text = str(exc)
+    if isinstance(exc, FileNotFoundError):
+        return f"not found: {url} ({text or 'no such file, bucket or key'})"
+    if isinstance(exc, IsADirectoryError):
+        return f"{url} is a directory; give a file, a glob such as {url.rstrip('/')}/*.xml, or an s3:// key"
+    if name == "NoCredentialsError":
+        return f"no S3 credentials for {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile)"
+    if isinstance(exc, PermissionError) or name in ("ClientError", "AccessDenied"):
+        if any(w in text for w in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidClientTokenId")):
+            return f"S3 refused the credentials for {url}: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
+        return f"access denied to {url}: {text.splitlines()[0] if text else name}"
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError") or (
+        isinstance(exc, OSError) and "connect" in text.lower()
+    ):
+        return f"cannot reach the storage for {url}: {text.splitlines()[0] if text else name} (check storage-options.endpoint_url)"
+    if isinstance(exc, ValueError) and ("protocol" in text.lower() or "bucket" in text.lower()):
+        return f"bad URL {url}: {text}"
+    if isinstance(exc, ImportError):
+        return f"cannot open {url}: {text}"
+    return None
