@@ -72,10 +72,14 @@ def load(
         dask.config.set(given)
 
 
+SECRET_WORDS = ("key", "secret", "token", "password", "credential")
+
+
 def redacted(options: Mapping) -> dict:
-    """A copy safe to log or report: secrets of storage options replaced."""
-    secret_words = ("key", "secret", "token", "password", "credential")
+    """A copy safe to log or report: values of secret-looking keys replaced, at any depth."""
     return {
-        k: "***" if any(w in str(k).lower() for w in secret_words) and k != "endpoint_url" else v
+        k: redacted(v) if isinstance(v, Mapping)
+        else "***" if k != "endpoint_url" and any(w in str(k).lower() for w in SECRET_WORDS)
+        else v
         for k, v in options.items()
     }

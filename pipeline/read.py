@@ -97,7 +97,8 @@ def describe(url: str, exc: BaseException) -> str | None:
     if name == "NoCredentialsError":
         return f"no S3 credentials for {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile)"
     if isinstance(exc, PermissionError) or name in ("ClientError", "AccessDenied"):
-        if any(w in text for w in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidClientTokenId")):
+        lowered = text.lower()
+        if any(w in lowered for w in ("access key id", "signature", "security token", "invalidaccesskeyid")):
             return f"S3 refused the credentials for {url}: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
         return f"access denied to {url}: {text.splitlines()[0] if text else name}"
     if name in ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError") or (

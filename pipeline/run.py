@@ -11,6 +11,7 @@ import io
 import logging
 import sys
 import time
+import warnings
 from collections import Counter, defaultdict
 
 import dask
@@ -66,7 +67,11 @@ def _malformed_samples(stats: list[questions.BlockStats], limit: int) -> list[di
 
 
 def _compute(client: Client, collections: list, show_progress: bool) -> list:
-    futures = client.compute(collections)
+    with warnings.catch_warnings():
+        # Each block's task yields questions and statistics (two from_delayed frames): dask warns
+        # that such graphs skip expression optimisation, which a straight map does not need.
+        warnings.filterwarnings("ignore", "Computing mixed collections", UserWarning)
+        futures = client.compute(collections)
     if show_progress:
         progress(futures)
         print(file=sys.stderr)
@@ -121,9 +126,9 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
     log.info("pass 2: classifier %s vs %s on %d questions", *labels, results["labelled_questions"])
     t = time.perf_counter()
     with get_task_stream(client) as stream2:
-        saved = dd.read_parquet(out.path("questions"), columns=["tags", "body_text"],
+        saved = dd.read_parquet(out.path("questions"), columns=["id", "tags", "body_text"],
                                 storage_options=storage_options, dtype_backend="pyarrow")
-        scores, fitted = model.train(
+        scores, fitted, test_ids = model.train(
             saved, labels, results["labelled_questions"], config.get("classifier.test-size"),
             config.get("classifier.random-state"), config.get("classifier.rows-per-partition"),
         )
@@ -133,6 +138,7 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
     tag_counts = pd.DataFrame(analytics.ranked(results.pop("tag_counts")), columns=["tag", "count"])
     out.write("tag_counts.csv", tag_counts.to_csv(index=False))
     out.write("model.joblib", _model_bytes(fitted))
+    out.write("test_split.csv", pd.DataFrame({"id": test_ids}).to_csv(index=False))
     timings["total"] = round(time.perf_counter() - started, 3)
     result = {
         "status": "complete",

@@ -1,0 +1,79 @@
+"""Configuration: defaults < file < environment < flags, and a schema that documents every key."""
+
+from __future__ import annotations
+
+import jsonschema
+import pytest
+import yaml
+
+from pipeline import config
+from pipeline.errors import PipelineError
+
+
+def keys(tree: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for k, v in tree.items():
+        out.add(prefix + k)
+        if isinstance(v, dict) and v:
+            out |= keys(v, prefix + k + ".")
+    return out
+
+
+def schema_keys(schema: dict, prefix: str = "") -> set[str]:
+    out = set()
+    for k, v in schema.get("properties", {}).items():
+        out.add(prefix + k)
+        out |= schema_keys(v, prefix + k + ".")
+    return out
+
+
+def test_every_default_is_documented_and_valid():
+    defaults = yaml.safe_load(config.DEFAULTS_FILE.read_text())
+    schema = yaml.safe_load(config.SCHEMA_FILE.read_text())
+    assert keys(defaults) == schema_keys(schema)
+    jsonschema.validate(defaults, schema)
+    for key, entry in [(k, k) for k in schema_keys(schema)]:
+        node = schema
+        for part in key.split("."):
+            node = node["properties"][part]
+        assert "description" in node or "properties" in node, f"{key} has no description"
+
+
+def test_precedence_defaults_file_environment_flags(tmp_path):
+    assert config.get("cluster.local.n-workers") == 2
+    user = tmp_path / "mine.yaml"
+    user.write_text("posts-pipeline:\n  analytics:\n    tag: r\n    top: 5\n  cluster:\n    local:\n      n-workers: 3\n")
+    env = {"POSTS_PIPELINE__CLUSTER__LOCAL__N_WORKERS": "4", "POSTS_PIPELINE__ANALYTICS__TOP": "7", "UNRELATED": "x"}
+    config.load(user, flags={"cluster.local.n-workers": 5, "analytics.tag": None}, environ=env)
+    assert config.get("analytics.tag") == "r"  # file (flag not given)
+    assert config.get("analytics.top") == 7  # environment over file, parsed as a number
+    assert config.get("cluster.local.n-workers") == 5  # flag over everything
+    assert config.get("blocksize") == "64MiB"  # untouched default
+
+
+def test_environment_reaches_nested_mappings():
+    config.load(environ={"POSTS_PIPELINE__STORAGE_OPTIONS__ENDPOINT_URL": "http://localhost:9000"})
+    assert config.get("storage-options") == {"endpoint_url": "http://localhost:9000"}
+
+
+@pytest.mark.parametrize("text, message", [
+    ("posts-pipeline: [unclosed", "not valid YAML"),
+    ("other-tool:\n  x: 1\n", "one top-level key"),
+])
+def test_bad_config_file_is_a_clear_error(tmp_path, text, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(PipelineError, match=message):
+        config.load(bad)
+
+
+def test_missing_config_file():
+    with pytest.raises(PipelineError, match="config file not found: /nowhere.yaml"):
+        config.load("/nowhere.yaml")
+
+
+def test_redacted_hides_secrets_but_not_the_endpoint():
+    shown = config.redacted({"key": "AKIA", "secret": "s3cr3t", "token": "t", "endpoint_url": "http://x",
+                             "client_kwargs": {"aws_secret_access_key": "deep"}})
+    assert shown["endpoint_url"] == "http://x"
+    assert "AKIA" not in str(shown) and "s3cr3t" not in str(shown) and "deep" not in str(shown)

@@ -1,0 +1,125 @@
+"""The whole pipeline on an embedded LocalCluster, held to the ElementTree reference computation."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import dask.config
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline import model, run
+from pipeline.errors import PipelineError
+import reference
+
+pytestmark = pytest.mark.cluster
+
+SETTINGS = {"posts-pipeline.blocksize": "1MiB", "posts-pipeline.progress": False}
+
+
+@pytest.fixture(scope="module")
+def finished(posts, tmp_path_factory):
+    """One run over several blocks (so every multi-partition trap is exercised), shared by the tests."""
+    out = str(tmp_path_factory.mktemp("runs") / "run")
+    with dask.config.set(SETTINGS):
+        result = run.run([posts], out)
+    return result, out, reference.summary(posts)
+
+
+def test_counts_equal_the_reference(finished):
+    result, _, ref = finished
+    assert result["settings"]["partitions"] > 5
+    assert result["counts"]["rows"] == ref["rows"]
+    assert result["counts"]["questions"] == ref["questions"]
+    assert result["counts"]["malformed"] == len(ref["malformed_lines"]) > 0
+
+
+def test_malformed_samples_name_file_and_true_line(finished, posts):
+    result, _, ref = finished
+    samples = result["malformed_samples"]
+    assert [s["line"] for s in samples] == ref["malformed_lines"][: len(samples)]
+    with open(posts, encoding="utf-8-sig") as f:
+        lines = f.read().split("\n")
+    for s in samples:
+        assert s["file"].endswith(posts)
+        assert lines[s["line"] - 1].strip().startswith(s["text"][:40])
+
+
+def test_analytics_equal_the_reference(finished):
+    result, out, ref = finished
+    expected_cooc = sorted(ref["cooccurrence"].items(), key=lambda kv: (-kv[1], kv[0]))[:20]
+    assert [tuple(x) for x in result["cooccurrence"]["top"]] == expected_cooc
+    expected_top = sorted(ref["tag_counts"].items(), key=lambda kv: (-kv[1], kv[0]))
+    assert [tuple(x) for x in result["top_tags"]] == expected_top[:20]
+    assert result["top_tags"][0][1] > result["top_tags"][-1][1]  # sorted by count, not by name
+    assert result["questions_per_year"] == dict(sorted(ref["per_year"].items()))
+    counts = pd.read_csv(os.path.join(out, "tag_counts.csv"), keep_default_na=False)
+    assert list(map(tuple, counts.itertuples(index=False))) == expected_top
+
+
+def test_accuracy_matches_the_blog_method_on_the_same_split(finished):
+    result, out, ref = finished
+    clf = result["classifier"]
+    assert clf["train_rows"] + clf["test_rows"] == len(ref["labelled"]) == result["labelled_questions"]
+    test_ids = set(pd.read_csv(os.path.join(out, "test_split.csv"))["id"])
+    assert len(test_ids) == clf["test_rows"] and test_ids <= set(ref["labelled"])
+    blog = reference.blog_accuracy(ref["labelled"], test_ids)
+    assert clf["accuracy"] >= blog - 0.01, (clf["accuracy"], blog)
+    assert clf["accuracy"] > 0.8
+    assert sum(map(sum, clf["confusion_matrix"])) == clf["test_rows"]
+
+
+def test_outputs_are_complete_and_readable(finished):
+    result, out, _ = finished
+    manifest = json.load(open(os.path.join(out, "_SUCCESS")))
+    for name in ("report.json", "report.html", "tag_counts.csv", "model.joblib", "test_split.csv"):
+        assert manifest["files"][name] == os.path.getsize(os.path.join(out, name))
+    assert json.load(open(os.path.join(out, "report.json")))["counts"] == result["counts"]
+    assert not [n for n in os.listdir(os.path.dirname(out)) if ".partial-" in n]
+    html = open(os.path.join(out, "report.html")).read()
+    assert html.count("data:image/png;base64,") == 4  # co-occurrence, top tags, per year, confusion matrix
+    # The cleaned questions: plain pandas reads them, and tags are lists, not their string form.
+    table = pq.read_table(os.path.join(out, "questions"))
+    frame = table.to_pandas()
+    assert len(frame) == result["counts"]["questions"]
+    first = frame["tags"].iloc[0]
+    assert not isinstance(first, str) and len(first) >= 1 and all(isinstance(t, str) for t in first)
+    assert str(table.schema.field("tags").type) == "list<element: string>"
+    fitted = __import__("joblib").load(os.path.join(out, "model.joblib"))
+    assert fitted["labels"] == ["python", "r"]
+    assert fitted["pipeline"].predict(["import pandas as pd\ndef f(self): pass"])[0] == 0
+
+
+def test_each_block_is_parsed_once(finished):
+    result, _, _ = finished
+    # Parsing, cleaning and analytics run in one pass; the model reads the Parquet written by it.
+    assert set(result["compute_seconds_by_stage"]) >= {"read+parse+questions", "clean", "read questions"}
+
+
+def test_failed_run_leaves_nothing_behind(posts, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("model exploded")
+
+    monkeypatch.setattr(model, "train", broken)
+    out = tmp_path / "run"
+    with dask.config.set(SETTINGS), pytest.raises(RuntimeError, match="exploded"):
+        run.run([posts], str(out))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_output_is_not_overwritten_by_default(posts, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(PipelineError, match="already exists.*--overwrite"):
+        run.run([posts], str(out))
+    assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_missing_input_is_one_clear_error(tmp_path):
+    with pytest.raises(PipelineError, match="no input file matches .*nothing-here"):
+        run.run([str(tmp_path / "nothing-here" / "*.xml")], str(tmp_path / "run"))
+    with pytest.raises(PipelineError, match="no input file matches .*Posts.xml"):
+        run.run([str(tmp_path / "Posts.xml")], str(tmp_path / "run"))
