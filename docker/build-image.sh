@@ -10,6 +10,7 @@
 #   docker/build-image.sh               build for this machine (local Debian base)
 #   BASE_IMAGE=python:3.11-slim-bookworm docker/build-image.sh   use another base
 #   FORCE=1 docker/build-image.sh       rebuild even if the key matches
+#   docker/build-image.sh --test        also posts-pipeline-test:<version> (for tests/docker)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,10 @@ VERSION="$(sed -n 's/^version *= *"\(.*\)"/\1/p' pyproject.toml | head -1)"
 [ -n "$VERSION" ] || { log "no version in pyproject.toml"; exit 1; }
 IMAGE="${IMAGE:-posts-pipeline}"
 OPERATOR_IMAGE="${OPERATOR_IMAGE:-posts-pipeline-operator}"
+TEST_IMAGE="${TEST_IMAGE:-posts-pipeline-test}"
+TARGETS=(runtime operator)
+[ "${1:-}" = --test ] && TARGETS+=(test)
+image_of() { case "$1" in runtime) echo "$IMAGE";; operator) echo "$OPERATOR_IMAGE";; test) echo "$TEST_IMAGE";; esac; }
 
 # 1. An engine (installs docker.io and starts dockerd on a fresh machine).
 hack/docker-engine.sh
@@ -29,14 +34,18 @@ BASE_IMAGE="${BASE_IMAGE:-$(docker/build-base.sh)}"
 BASE_ID="$(docker image inspect --format '{{.Id}}' "$BASE_IMAGE")"
 
 # 3. The content key.
-SOURCES=(docker/Dockerfile docker/build-image.sh requirements/lock.txt pyproject.toml)
+SOURCES=(docker/Dockerfile docker/build-image.sh docker/test-extras.py requirements/lock.txt requirements/test-lock.txt pyproject.toml)
 [ -f README.md ] && SOURCES+=(README.md)
 mapfile -t PKG_FILES < <(find pipeline -type f ! -path '*/__pycache__/*' ! -name '*.pyc' | LC_ALL=C sort)
 KEY="$( { echo "$BASE_ID"; sha256sum "${SOURCES[@]}" "${PKG_FILES[@]}"; } | sha256sum | cut -c1-16)"
 
 current_key() { docker image inspect --format '{{index .Config.Labels "io.posts-pipeline.content-key"}}' "$1" 2>/dev/null || true; }
-if [ -z "${FORCE:-}" ] && [ "$(current_key "$IMAGE:$VERSION")" = "$KEY" ] && [ "$(current_key "$OPERATOR_IMAGE:$VERSION")" = "$KEY" ]; then
-  log "up to date: $IMAGE:$VERSION, $OPERATOR_IMAGE:$VERSION (key $KEY)"
+up_to_date=1
+for target in "${TARGETS[@]}"; do
+  [ "$(current_key "$(image_of "$target"):$VERSION")" = "$KEY" ] || up_to_date=
+done
+if [ -z "${FORCE:-}" ] && [ -n "$up_to_date" ]; then
+  log "up to date: $(for t in "${TARGETS[@]}"; do printf '%s ' "$(image_of "$t"):$VERSION"; done)(key $KEY)"
   exit 0
 fi
 
@@ -64,8 +73,8 @@ if [ "${#CAS[@]}" -gt 0 ]; then
     --transform 's,^,docker/build-ca/,' "${CAS[@]##*/}"
 fi
 
-for target in runtime operator; do
-  name="$IMAGE"; [ "$target" = operator ] && name="$OPERATOR_IMAGE"
+for target in "${TARGETS[@]}"; do
+  name="$(image_of "$target")"
   log "building $name:$VERSION (target $target, base $BASE_IMAGE, key $KEY)"
   docker build --quiet -f docker/Dockerfile --target "$target" "${BUILD_ARGS[@]}" \
     -t "$name:$VERSION" -t "$name:latest" - <"$CTX/context.tar" >/dev/null

@@ -15,4 +15,5 @@ image: ## build posts-pipeline:<version> and posts-pipeline-operator:<version> (
 	docker/build-image.sh
 
 e2e-docker: image $(BIN)/.installed ## scheduler + 2 workers + S3 server in containers: results, worker kill, version mismatch
+	docker/build-image.sh --test
 	$(BIN)/pytest -m docker tests/docker $(DOCKER_TEST_ARGS)
