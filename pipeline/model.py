@@ -72,7 +72,7 @@ def train(questions, labels: tuple[str, str], n_rows: int, test_size: float, ran
         classifier.fit(x_train, y_train, classes=[0, 1])
     # The fitted model (three dense arrays of 2**20 hashed features) travels once with this graph.
     with dask.config.set({"distributed.admin.large-graph-warning-threshold": "128MiB"}):
-        predicted, actual, test_ids = dask.compute(classifier.predict(x_test), y_test, test_ids)
+        predicted, actual, test_ids = dask.compute(classifier.predict(x_test), y_test, test_ids.to_dask_array())
     scores = {
         "tags": list(labels),
         "accuracy": float(np.mean(predicted == actual)) if len(actual) else float("nan"),
@@ -81,4 +81,4 @@ def train(questions, labels: tuple[str, str], n_rows: int, test_size: float, ran
         "confusion_matrix": confusion_matrix(actual, predicted, labels=[0, 1]).tolist(),
     }
     model = {"labels": list(encoder.classes_), "pipeline": make_pipeline(vectorizer(), classifier.estimator_)}
-    return scores, model, test_ids.to_numpy()
+    return scores, model, test_ids

@@ -42,12 +42,13 @@ def test_fast_path_gives_beautifulsoup_tokens_on_generated_bodies():
     assert not different, different[:3]
 
 
-# Stack Exchange bodies are sanitised HTML: text never holds a raw '<' or '>' (they come as &lt; &gt;),
-# so random text here has none; markup comes from the tags and entities the sites use.
+# Stack Exchange bodies are sanitised HTML: text never holds a raw '<', '>' or '&' (they come as
+# &lt; &gt; &amp;), so random text here has none; markup comes from the tags and entities the sites use.
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(
-    st.text(alphabet="abc xyz&;#/=\"'!-", max_size=12),
-    st.sampled_from(["<p>", "</p>", "<code>", "</code>", "<br/>", "&amp;", "&lt;", "<!-- c -->", '<a href="x">']),
+    st.text(alphabet="abc xyz;#/=\"'!-", max_size=12),
+    st.sampled_from(["<p>", "</p>", "<code>", "</code>", "<br/>", "&amp;", "&lt;", "&gt;", "&quot;", "&#39;",
+                     "&#x27;", "&nbsp;", "<!-- c -->", '<a href="x?a=1&amp;b=2">', "</a>"]),
 ), max_size=12))
 def test_fast_path_tokens_on_random_markup(parts):
     body = "".join(parts)
