@@ -1,0 +1,135 @@
+"""Fixtures for the multi-container tests (``make e2e-docker``).
+
+Everything runs in containers of the project's images on a user-defined Docker
+network of its own: an S3 API server (moto's, from ``posts-pipeline-test``, with
+authentication on), a ``dask scheduler`` and two ``dask worker`` containers from
+``posts-pipeline``, and the driver (``posts-pipeline run --scheduler …``) in a
+container of the same image. The host reaches them only through ports published
+on 127.0.0.1 (to upload the input, read the results and watch the scheduler).
+
+Tests here carry ``@pytest.mark.docker`` and run only when selected with
+``-m docker``; otherwise they are deselected. When selected and the engine or
+the images are missing, they fail with what to run: nothing is skipped.
+
+Teardown removes every container and network of the session, also when a test
+fails, and then fails itself if anything of the session is left (containers,
+networks, or volumes its containers had mounted). What a killed session left
+(its pytest process is gone) is removed when the next one starts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from containers import (
+    BLOCKSIZE, IMAGE, LABEL, PID_LABEL, REPO, TEST_IMAGE, Session, docker, labelled, remove_labelled,
+    remove_stale_sessions, start_cluster, start_s3,
+)
+
+SIZE = os.environ.get("POSTS_PIPELINE_E2E_SIZE", "40MB")
+SEED = 3
+INPUT_KEY = "input/Posts.xml"
+POSTS_PIPELINE = REPO / ".venv" / "bin" / "posts-pipeline"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Deselect docker tests unless the -m expression names them."""
+    if "docker" in (config.getoption("markexpr") or ""):
+        return
+    selected = [i for i in items if i.get_closest_marker("docker")]
+    if selected:
+        config.hook.pytest_deselected(items=selected)
+        items[:] = [i for i in items if not i.get_closest_marker("docker")]
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        pytest.fail(message, pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def engine() -> None:
+    """A Docker engine and the images; fails (does not skip) when they are missing."""
+    _require(shutil.which("docker") is not None, "no docker client: run `make e2e-docker`")
+    info = docker("info", "--format", "{{.ServerVersion}}", check=False, timeout=30)
+    _require(info.returncode == 0, f"no Docker engine answers ({info.stderr.strip()}): run `make e2e-docker`")
+    for image in (IMAGE, TEST_IMAGE):
+        found = docker("image", "inspect", image, check=False).returncode == 0
+        _require(found, f"image {image} is missing: run `make e2e-docker` (it builds it)")
+
+
+@pytest.fixture(scope="session")
+def session(engine):
+    """This session's network. At the end every container and network of the session is removed,
+    and the teardown fails if anything is left."""
+    remove_stale_sessions()
+    sid = uuid.uuid4().hex[:8]
+    labels = [f"{LABEL}={sid}", f"{PID_LABEL}={os.getpid()}"]
+    network = f"pp-e2e-{sid}"
+    docker("network", "create", *[a for lb in labels for a in ("--label", lb)], network)
+    try:
+        yield Session(id=sid, network=network, labels=labels)
+    finally:
+        # Volumes carry no label of ours: note the ones our containers mount, check they are gone too.
+        ids = labelled("container", f"{LABEL}={sid}")
+        mounts = docker("inspect", "--format", "{{range .Mounts}}{{.Name}} {{end}}", *ids,
+                        check=False).stdout.split() if ids else []
+        remove_labelled(f"{LABEL}={sid}")
+        left = labelled("container", f"{LABEL}={sid}") + labelled("network", f"{LABEL}={sid}")
+        volumes = [v for v in mounts if docker("volume", "inspect", v, check=False).returncode == 0]
+        assert not left and not volumes, f"teardown left containers/networks {left}, volumes {volumes}"
+
+
+@pytest.fixture(scope="session")
+def s3(session):
+    return start_s3(session)
+
+
+@pytest.fixture(scope="session")
+def dump(tmp_path_factory) -> Path:
+    """A generated Posts.xml (POSTS_PIPELINE_E2E_SIZE, default 40MB)."""
+    path = tmp_path_factory.mktemp("docker-dump") / "Posts.xml"
+    subprocess.run([str(POSTS_PIPELINE), "generate", "--size", SIZE, "--seed", str(SEED), "--output", str(path)],
+                   check=True, capture_output=True, text=True, timeout=300)
+    return path
+
+
+@pytest.fixture(scope="session")
+def s3_input(s3, dump) -> str:
+    from containers import BUCKET
+
+    s3.client().upload_file(str(dump), BUCKET, INPUT_KEY)
+    return f"s3://{BUCKET}/{INPUT_KEY}"
+
+
+@pytest.fixture(scope="session")
+def reference(dump, tmp_path_factory) -> dict:
+    """The same input and options on the driver's embedded LocalCluster (host .venv, same lock file)."""
+    import json
+
+    out = tmp_path_factory.mktemp("reference") / "run"
+    proc = subprocess.run(
+        [str(POSTS_PIPELINE), "run", "--input", str(dump), "--output", str(out), "--blocksize", BLOCKSIZE,
+         "--no-progress", "--cluster", "local", "--n-workers", "2", "--threads-per-worker", "1"],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, f"reference run failed:\n{proc.stdout}\n{proc.stderr}"
+    assert (out / "_SUCCESS").exists()
+    return json.loads((out / "report.json").read_text())
+
+
+@pytest.fixture
+def cluster(session, s3):
+    """A fresh scheduler and two workers for one test, removed after it."""
+    tag = uuid.uuid4().hex[:4]
+    c = start_cluster(session, s3, f"scheduler-{tag}", {f"worker-{tag}-1": {}, f"worker-{tag}-2": {}})
+    try:
+        yield c
+    finally:
+        Session.remove(*c.containers())

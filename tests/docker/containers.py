@@ -1,0 +1,270 @@
+"""Helpers for tests/docker: the docker CLI, one session's containers, S3, the Dask cluster, the driver.
+
+Every container and network made here carries the label ``io.posts-pipeline.test=<session id>``
+(and the pid of the pytest process), so teardown can remove exactly this session's things.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+IMAGE = os.environ.get("POSTS_PIPELINE_IMAGE", f"posts-pipeline:{VERSION}")
+OPERATOR_IMAGE = os.environ.get("POSTS_PIPELINE_OPERATOR_IMAGE", f"posts-pipeline-operator:{VERSION}")
+TEST_IMAGE = os.environ.get("POSTS_PIPELINE_TEST_IMAGE", f"posts-pipeline-test:{VERSION}")
+LABEL = "io.posts-pipeline.test"
+PID_LABEL = "io.posts-pipeline.test.pid"
+BUCKET = "posts"
+S3_PORT = 5000
+BLOCKSIZE = "2MiB"  # ~20 partitions of the test input: both workers get work, a kill lands mid-run
+
+
+# ---------------------------------------------------------------- docker CLI
+
+
+def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run the docker CLI; on failure raise with its output."""
+    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def labelled(kind: str, label: str) -> list[str]:
+    """Ids of the containers or networks that carry ``label`` (key=value)."""
+    args = ["container", "ls", "-aq"] if kind == "container" else ["network", "ls", "-q"]
+    return docker(*args, "--filter", f"label={label}").stdout.split()
+
+
+def remove_labelled(label: str) -> None:
+    """Remove the containers (with their anonymous volumes) and the networks that carry ``label``."""
+    ids = labelled("container", label)
+    if ids:
+        docker("rm", "--force", "--volumes", *ids, check=False)
+    ids = labelled("network", label)
+    if ids:
+        docker("network", "rm", *ids, check=False)
+
+
+def remove_stale_sessions() -> None:
+    """Remove what sessions left whose pytest process is gone (killed before their teardown ran)."""
+    fmt = f'{{{{.Label "{LABEL}"}}}} {{{{.Label "{PID_LABEL}"}}}}'
+    out = docker("container", "ls", "-a", "--filter", f"label={LABEL}", "--format", fmt).stdout
+    out += docker("network", "ls", "--filter", f"label={LABEL}", "--format", fmt).stdout
+    for line in set(out.splitlines()):
+        session, _, pid = line.partition(" ")
+        try:
+            os.kill(int(pid), 0)
+            continue  # that session is still running
+        except (ValueError, ProcessLookupError):
+            pass
+        except PermissionError:
+            continue
+        remove_labelled(f"{LABEL}={session}")
+
+
+def state(name: str) -> str:
+    return docker("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
+
+
+def logs(name: str) -> str:
+    proc = docker("logs", name, check=False)
+    return proc.stdout + proc.stderr
+
+
+def wait_exit(name: str, timeout: float = 900) -> int:
+    return int(docker("wait", name, timeout=timeout).stdout.strip())
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.3):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last!r})")
+
+
+# ---------------------------------------------------------------- one session
+
+
+@dataclass
+class Session:
+    """One test session: its id, network and labels."""
+
+    id: str
+    network: str
+    labels: list[str]
+
+    def name(self, role: str) -> str:
+        return f"pp-{self.id}-{role}"
+
+    def run(self, role: str, image: str, *command: str, env: dict | None = None, alias: str | None = None,
+            publish: int | None = None) -> str:
+        """Start a detached container on the session's network (reachable as ``alias``); returns its name."""
+        name = self.name(role)
+        args = ["run", "--detach", "--name", name, "--network", self.network, "--hostname", alias or role]
+        for label in self.labels:
+            args += ["--label", label]
+        if alias:
+            args += ["--network-alias", alias]
+        if publish:
+            args += ["--publish", f"127.0.0.1::{publish}"]
+        for key, value in (env or {}).items():
+            args += ["--env", f"{key}={value}"]
+        docker(*args, image, *command)
+        return name
+
+    @staticmethod
+    def remove(*names: str) -> None:
+        if names:
+            docker("rm", "--force", "--volumes", *names, check=False)
+
+    @staticmethod
+    def port(name: str, port: int) -> int:
+        out = docker("port", name, f"{port}/tcp").stdout.split()[0]
+        return int(out.rsplit(":", 1)[1])
+
+
+# ---------------------------------------------------------------- S3
+
+
+@dataclass
+class S3:
+    endpoint_host: str   # for the host: the port published on 127.0.0.1
+    endpoint_net: str    # for containers on the session's network
+    key: str
+    secret: str
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint_host, aws_access_key_id=self.key,
+                            aws_secret_access_key=self.secret, region_name="us-east-1")
+
+    def env(self) -> dict:
+        """Credentials and endpoint the way users give them to the driver."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.key,
+            "AWS_SECRET_ACCESS_KEY": self.secret,
+            "POSTS_PIPELINE__STORAGE_OPTIONS__ENDPOINT_URL": self.endpoint_net,
+        }
+
+    def read(self, key: str) -> bytes:
+        return self.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
+
+    def keys(self, prefix: str) -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+    def report(self, prefix: str) -> dict:
+        """report.json of a finished run; fails if the run's _SUCCESS marker is missing."""
+        keys = self.keys(prefix)
+        assert f"{prefix}/_SUCCESS" in keys, f"no _SUCCESS under s3://{BUCKET}/{prefix}: {keys}"
+        return json.loads(self.read(f"{prefix}/report.json"))
+
+
+def start_s3(session: Session) -> S3:
+    """moto's S3 server in a container, authentication on; a bucket; an IAM user's key for the pipeline."""
+    import boto3
+
+    name = session.run("s3", TEST_IMAGE, "python", "-m", "moto.server", "-H", "0.0.0.0", "-p", str(S3_PORT),
+                       alias="s3", publish=S3_PORT,
+                       env={"PYTHONPATH": "/opt/test-extras", "INITIAL_NO_AUTH_ACTION_COUNT": "3"})
+    endpoint = f"http://127.0.0.1:{session.port(name, S3_PORT)}"
+    # The first requests are let through unauthenticated: they make the user whose key we use.
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+    wait_for(lambda: socket_open(endpoint), 60, f"moto server at {endpoint}")
+    iam.create_user(UserName="pipeline")
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    iam.put_user_policy(UserName="pipeline", PolicyName="all", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName="pipeline")["AccessKey"]
+    server = S3(endpoint, f"http://s3:{S3_PORT}", key["AccessKeyId"], key["SecretAccessKey"])
+    server.client().create_bucket(Bucket=BUCKET)  # no region: moto refuses a LocationConstraint here
+    return server
+
+
+def socket_open(endpoint: str) -> bool:
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(endpoint)
+    with socket.create_connection((u.hostname, u.port), timeout=1):
+        pass
+    # the port is published before the server listens: ask for a real HTTP answer
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(endpoint, timeout=2)
+    except urllib.error.HTTPError:
+        pass
+    return True
+
+
+# ---------------------------------------------------------------- Dask cluster and driver
+
+
+@dataclass
+class Cluster:
+    scheduler: str                 # container name
+    workers: dict[str, str]        # worker name (as dask knows it) -> container name
+    address_host: str              # tcp://127.0.0.1:<published port>, for the test
+    address_net: str               # tcp://<alias>:8786, for containers
+
+    def client(self):
+        from distributed import Client
+
+        return Client(self.address_host, timeout="30s")
+
+    def containers(self) -> list[str]:
+        return [self.scheduler, *self.workers.values()]
+
+
+def start_cluster(session: Session, s3: S3, name: str, workers: dict[str, dict]) -> Cluster:
+    """A ``dask scheduler`` container and a ``dask worker`` container per entry of ``workers``
+    (worker name → {"image": ..., "env": {...}}); waits until every worker has joined.
+    Workers get the S3 credentials in their environment, as on a real deployment."""
+    sched = session.run(name, IMAGE, "dask", "scheduler", "--host", "0.0.0.0", "--port", "8786",
+                        alias=name, publish=8786)
+    cluster = Cluster(sched, {}, f"tcp://127.0.0.1:{session.port(sched, 8786)}", f"tcp://{name}:8786")
+    try:
+        for worker, spec in workers.items():
+            env = {"AWS_ACCESS_KEY_ID": s3.key, "AWS_SECRET_ACCESS_KEY": s3.secret, **spec.get("env", {})}
+            cluster.workers[worker] = session.run(
+                worker, spec.get("image", IMAGE), "dask", "worker", cluster.address_net, "--name", worker,
+                "--nthreads", "1", "--memory-limit", "3GiB", "--death-timeout", "60", env=env, alias=worker,
+            )
+        with cluster.client() as client:
+            try:
+                client.wait_for_workers(len(workers), timeout=120)
+            except TimeoutError:
+                tails = "\n".join(f"--- {n}\n{logs(n)[-3000:]}" for n in cluster.containers())
+                raise AssertionError(f"workers did not join the scheduler within 120 s\n{tails}") from None
+    except BaseException:
+        Session.remove(*cluster.containers())
+        raise
+    return cluster
+
+
+def run_driver(session: Session, s3: S3, scheduler: str, input_url: str, output_url: str, role: str,
+               *extra_args: str) -> str:
+    """Start ``posts-pipeline run`` in a container of the image (detached; the container is kept
+    until the session ends, to read its logs and exit code). Returns the container's name."""
+    return session.run(
+        role, IMAGE, "posts-pipeline", "run", "--scheduler", scheduler, "--input", input_url,
+        "--output", output_url, "--blocksize", BLOCKSIZE, "--no-progress", *extra_args,
+        env=s3.env(),
+    )
