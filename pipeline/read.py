@@ -34,9 +34,12 @@ def expand(urlpaths: str | list[str], storage_options: dict) -> list[str]:
     for urlpath in [urlpaths] if isinstance(urlpaths, str) else urlpaths:
         with storage_errors(urlpath):
             fs, _, found = fsspec.get_fs_token_paths(urlpath, storage_options=storage_options)
-            if not found or (not any(c in urlpath for c in "*?[") and not fs.exists(found[0])):
-                raise PipelineError(f"no input file matches {urlpath}")
-        paths += [fs.unstrip_protocol(p) for p in found]
+            files = [p for p in found if fs.isfile(p)]
+            if not files and len(found) == 1 and fs.isdir(found[0]):
+                raise PipelineError(f"{urlpath} is a directory or bucket: name a file, or a glob such as {urlpath.rstrip('/')}/*.xml")
+        if not files:
+            raise PipelineError(f"no input file matches {urlpath}")
+        paths += [fs.unstrip_protocol(p) for p in files]
     return paths
 
 
@@ -92,15 +95,17 @@ def describe(url: str, exc: BaseException) -> str | None:
     text = str(exc)
     if isinstance(exc, FileNotFoundError):
         return f"not found: {url} ({text or 'no such file, bucket or key'})"
-    if isinstance(exc, IsADirectoryError):
-        return f"{url} is a directory; give a file, a glob such as {url.rstrip('/')}/*.xml, or an s3:// key"
     if name == "NoCredentialsError":
         return f"no S3 credentials for {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile)"
     if isinstance(exc, PermissionError) or name in ("ClientError", "AccessDenied"):
+        detail = text.splitlines()[0] if text else name
+        if "s3://" not in url:
+            return f"permission denied: {url} ({detail})"
         lowered = text.lower()
         if any(w in lowered for w in ("access key id", "signature", "security token", "invalidaccesskeyid")):
             return f"S3 refused the credentials for {url}: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
-        return f"access denied to {url}: {text.splitlines()[0] if text else name}"
+        return (f"S3 refused access to {url} ({detail}): check that AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
+                "are right and allowed to use it")
     if name in ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError") or (
         isinstance(exc, OSError) and "connect" in text.lower()
     ):

@@ -108,7 +108,7 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
         _visualize(visualize, written, parts)
 
     log.info("pass 1: read, parse, clean, write questions, count tags")
-    with get_task_stream(client) as stream1, read.storage_errors(out.url):
+    with get_task_stream(client) as stream1, read.storage_errors(f"{', '.join(inputs)} or {out.url}"):
         _, parts, stats = _compute(client, [written, parts, stats], show_progress)
     stats = questions.BlockStats.from_frame(stats)
     timings["parse, clean, write, analytics"] = round(time.perf_counter() - started, 3)

@@ -11,6 +11,7 @@ import sys
 import time
 
 import dask.config
+import distributed  # noqa: F401  (its config defaults must be in place before tests snapshot the config)
 import pytest
 
 from pipeline.generate import Options, generate
@@ -98,4 +99,8 @@ def s3(s3_server, monkeypatch):
     monkeypatch.setenv("POSTS_PIPELINE__STORAGE_OPTIONS__ENDPOINT_URL", s3_server.endpoint)
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)
-    return s3_server
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()  # a new process would not have another test's credentials
+    yield s3_server
+    s3fs.S3FileSystem.clear_instance_cache()

@@ -1,0 +1,75 @@
+"""The posts-pipeline command as a user runs it: a real process, an embedded LocalCluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+COMMAND = [sys.executable, "-m", "pipeline"]
+
+
+def cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("args", [[], ["run"], ["generate"], ["config"]])
+def test_help_explains_every_command(args):
+    done = cli(*args, "--help")
+    assert done.returncode == 0
+    assert "usage: posts-pipeline" in done.stdout
+    if args == ["run"]:
+        for flag in ("--input", "--output", "--scheduler", "--cluster", "--storage-option", "--tag",
+                     "--classifier-tags", "--html-parser", "--visualize", "--config", "POSTS_PIPELINE__"):
+            assert flag in done.stdout
+
+
+@pytest.mark.cluster
+def test_generate_then_run_end_to_end(tmp_path):
+    data, out = tmp_path / "Posts.xml", tmp_path / "runs" / "first"
+    made = cli("generate", "--output", str(data), "--size", "2MB", "--seed", "3", "--tag-form", "pipe")
+    assert made.returncode == 0, made.stderr
+    assert "wrote" in made.stdout and data.stat().st_size >= 2_000_000
+    done = cli("run", "--input", str(data), "--output", str(out), "--n-workers", "2", "--blocksize", "512KiB",
+               "--top", "5", env={"POSTS_PIPELINE__ANALYTICS__TAG": "r"})
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["cooccurrence"]["tag"] == "r"  # from the environment
+    assert len(report["top_tags"]) == 5  # from the flag
+    assert report["settings"]["partitions"] >= 4
+    assert f"report: {out}/report.html" in done.stdout
+    assert "dashboard: http://" in done.stderr  # the dashboard link is printed
+    assert "Traceback" not in done.stderr
+    assert (out / "_SUCCESS").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--input", "/no/such/Posts.xml", "--output", "/tmp/x"], "no input file matches /no/such/Posts.xml"),
+    (["run", "--input", "/tmp", "--output", "/tmp/x"], "/tmp is a directory or bucket"),
+    (["run", "--output", "/tmp/x"], "an input (--input PATH_OR_URL)"),
+    (["run", "--config", "/no/such.yaml", "-i", "a", "-o", "b"], "config file not found"),
+])
+def test_user_errors_are_one_line(args, message):
+    done = cli(*args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert len([line for line in done.stderr.splitlines() if "error" in line]) == 1
+
+
+def test_unknown_option_says_what_to_fix():
+    done = cli("run", "--inptu", "x")
+    assert done.returncode == 2
+    assert "unrecognized arguments: --inptu" in done.stderr
+
+
+def test_config_shows_the_environment_and_hides_secrets():
+    done = cli("config", env={"POSTS_PIPELINE__CLUSTER__LOCAL__N_WORKERS": "6",
+                              "POSTS_PIPELINE__STORAGE_OPTIONS__SECRET": "hunter2"})
+    assert done.returncode == 0
+    assert "n-workers: 6" in done.stdout.replace("n_workers", "n-workers")
+    assert "hunter2" not in done.stdout and "secret: '***'" in done.stdout
