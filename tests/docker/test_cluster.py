@@ -14,6 +14,14 @@ from containers import BUCKET, TEST_IMAGE, Session, docker, logs, run_driver, st
 pytestmark = pytest.mark.docker
 
 
+def locked_dask() -> str:
+    import re
+
+    from containers import REPO
+
+    return re.search(r"^dask==(\S+)", (REPO / "requirements" / "lock.txt").read_text(), re.M).group(1)
+
+
 def assert_same_results(got: dict, ref: dict) -> None:
     for key in ("rows", "questions", "malformed"):
         assert got["counts"][key] == ref["counts"][key], key
@@ -92,11 +100,12 @@ def test_worker_from_another_environment_is_refused(session, s3, s3_input):
         driver = run_driver(session, s3, c.address_net, s3_input, f"s3://{BUCKET}/{prefix}", f"driver-skew-{tag}")
         code, out = wait_exit(driver), logs(driver)
         assert code != 0, f"the driver ran against a mismatched worker:\n{out}"
-        lines = [ln for ln in out.splitlines() if "mismatch" in ln.lower()]
+        # One error line that names both sides: the driver's version and the skewed worker's.
+        lines = [ln for ln in out.splitlines() if ln.startswith("posts-pipeline: error:")]
         assert len(lines) == 1, out
-        # One line naming both sides: our version and the skewed worker's.
-        for v in dask_versions:
-            assert v in lines[0], (v, lines[0])
+        assert "version mismatch" in lines[0], lines[0]
+        ours, theirs = locked_dask(), next(v for v in dask_versions if v != locked_dask())
+        assert f"dask {ours} here, {theirs} on worker" in lines[0], lines[0]
         assert "Traceback" not in out, out
         assert not s3.keys(prefix), "a refused run wrote results"
     finally:
