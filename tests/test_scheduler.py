@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import free_port
+from support import free_port
 from pipeline import cli, cluster
 
 
