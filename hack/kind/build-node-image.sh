@@ -123,7 +123,9 @@ docker exec "$BUILDER" bash -c 'for i in $(seq 1 50); do [ -S /run/containerd/co
 docker exec -i "$BUILDER" ctr --namespace=k8s.io images import --label=io.cri-containerd.pinned=pinned \
   --all-platforms --no-unpack --digests - <"$OUT/images.tar" >/dev/null
 docker exec "$BUILDER" ctr --namespace=k8s.io images ls -q | sort >"$OUT/images.txt"
-docker exec "$BUILDER" bash -c 'pkill containerd; for i in $(seq 1 50); do pgrep containerd >/dev/null || exit 0; sleep 0.2; done; exit 1'
+# Stop containerd cleanly (its metadata db is flushed on exit). It ends as a
+# zombie, since `sleep` (PID 1 here) does not reap: wait for state Z.
+docker exec "$BUILDER" bash -c 'pkill containerd; for i in $(seq 1 100); do ps -C containerd -o stat= | grep -qv "^Z" || exit 0; sleep 0.2; done; exit 1'
 docker exec "$BUILDER" rm -f /tmp/containerd.log
 for img in "${IMAGES[@]}"; do
   grep -qx "$img" "$OUT/images.txt" || { echo "image $img missing from the node's containerd" >&2; cat "$OUT/images.txt" >&2; exit 1; }

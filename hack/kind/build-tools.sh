@@ -81,6 +81,7 @@ etcd_() {
   # `go install` refuses it; a wrapper module requires it like any dependency.
   WRAP_FLAGS=(-ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=release-$ETCD_VERSION")
   wrapped_build "$ETCD_VERSION" go.etcd.io/etcd/server/v3
+  mv "$BIN/server" "$BIN/etcd"   # the main package's folder is named "server"
 }
 
 ALL=(kind helm crictl containerd runc cni coredns etcd)
