@@ -30,7 +30,7 @@ $(DEMO_DATA): | $(BIN)/.installed
 	$(BIN)/posts-pipeline generate --size $(DEMO_SIZE) --output $@
 
 demo: $(BIN)/.installed $(DEMO_DATA) ## generate sample data and run the job on the embedded LocalCluster
-	$(BIN)/posts-pipeline run --input $(DEMO_DATA) --output $(DEMO_OUT)
+	$(BIN)/posts-pipeline run --input $(DEMO_DATA) --output $(DEMO_OUT) --overwrite
 
 test: $(BIN)/.installed ## run the test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
