@@ -63,9 +63,10 @@ def _years(per_year: dict) -> str:
 def _confusion(matrix: list[list[int]], labels: list[str]) -> str:
     fig, ax = plt.subplots(figsize=(3.6, 3.2))
     ax.imshow(matrix, cmap="Blues")
+    darkest = max(max(row) for row in matrix) or 1
     for i, row in enumerate(matrix):
         for j, n in enumerate(row):
-            ax.text(j, i, str(n), ha="center", va="center", color="black")
+            ax.text(j, i, str(n), ha="center", va="center", color="white" if n > darkest / 2 else "black")
     ax.set_xticks(range(len(labels)), labels)
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("predicted")
