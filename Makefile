@@ -12,7 +12,7 @@ DEMO_OUT  ?= runs/demo
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help env demo test lock
+.PHONY: help env system-deps demo test lock
 
 help: ## list the tasks
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -26,13 +26,18 @@ $(BIN)/.installed: $(LOCK) pyproject.toml
 
 env: $(BIN)/.installed ## create .venv from the lock file
 
+# graphviz's `dot` draws --visualize graphs, an optional feature the tests cover (Debian/Ubuntu).
+system-deps:
+	@command -v dot >/dev/null || { apt-get update -qq && apt-get install -y -qq graphviz >/dev/null; } \
+	    || echo "warning: could not install graphviz; --visualize and its test need it" >&2
+
 $(DEMO_DATA): | $(BIN)/.installed
 	$(BIN)/posts-pipeline generate --size $(DEMO_SIZE) --output $@
 
 demo: $(BIN)/.installed $(DEMO_DATA) ## generate sample data and run the job on the embedded LocalCluster
 	$(BIN)/posts-pipeline run --input $(DEMO_DATA) --output $(DEMO_OUT) --overwrite
 
-test: $(BIN)/.installed ## run the test suite
+test: $(BIN)/.installed system-deps ## run the test suite
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lock: ## re-resolve requirements/*.txt from pyproject.toml (needs network to PyPI)

@@ -104,8 +104,8 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
         schema=clean.PARQUET_SCHEMA,
     )
     parts = cleaned.map_partitions(analytics.partials, tag, labels, meta=analytics.PARTIALS_META)
-    if visualize:
-        _visualize(visualize, written, parts)
+    if visualize:  # dask cannot draw the Parquet write; everything before it is drawn
+        _visualize(visualize, parts, stats)
 
     log.info("pass 1: read, parse, clean, write questions, count tags")
     with get_task_stream(client) as stream1, read.storage_errors(f"{', '.join(inputs)} or {out.url}"):

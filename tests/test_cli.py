@@ -37,7 +37,7 @@ def test_generate_then_run_end_to_end(tmp_path):
     assert made.returncode == 0, made.stderr
     assert "wrote" in made.stdout and data.stat().st_size >= 2_000_000
     done = cli("run", "--input", str(data), "--output", str(out), "--n-workers", "2", "--blocksize", "512KiB",
-               "--top", "5", env={"POSTS_PIPELINE__ANALYTICS__TAG": "r"})
+               "--top", "5", "--progress", env={"POSTS_PIPELINE__ANALYTICS__TAG": "r"})
     assert done.returncode == 0, done.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["cooccurrence"]["tag"] == "r"  # from the environment
@@ -45,6 +45,7 @@ def test_generate_then_run_end_to_end(tmp_path):
     assert report["settings"]["partitions"] >= 4
     assert f"report: {out}/report.html" in done.stdout
     assert "dashboard: http://" in done.stderr  # the dashboard link is printed
+    assert "100% Completed" in done.stdout  # the progress bar
     assert "Traceback" not in done.stderr
     assert (out / "_SUCCESS").exists()
 
@@ -75,3 +76,12 @@ def test_config_shows_the_environment_and_hides_secrets():
     assert done.returncode == 0
     assert "n-workers: 6" in done.stdout.replace("n_workers", "n-workers")
     assert "hunter2" not in done.stdout and "secret: '***'" in done.stdout
+
+
+@pytest.mark.cluster
+def test_visualize_writes_the_task_graph(posts, tmp_path):
+    graph = tmp_path / "graph.svg"
+    assert main(["run", "-i", posts, "-o", str(tmp_path / "run"), "--no-progress", "--blocksize", "4MiB",
+                 "--visualize", str(graph)]) == 0
+    svg = graph.read_text()
+    assert svg.startswith("<?xml") and "<svg" in svg and "load_block" in svg

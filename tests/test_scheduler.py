@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
@@ -76,3 +77,11 @@ def _config(tmp_path, line: str):
     path = tmp_path / "c.yaml"
     path.write_text(f"posts-pipeline:\n  cluster:\n    {line}\n")
     return path
+
+
+@pytest.mark.cluster
+def test_embedded_cluster_serves_its_dashboard():
+    local = {"n-workers": 1, "threads-per-worker": 1, "memory-limit": "1GiB", "dashboard-address": ":0"}
+    with cluster.connect("local", None, local, "30s") as client:
+        with urllib.request.urlopen(client.dashboard_link, timeout=30) as page:
+            assert page.status == 200 and b"Dask" in page.read()
