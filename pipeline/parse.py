@@ -51,11 +51,24 @@ def _entity(match: re.Match) -> str:
     return NAMED[name]
 
 
+# The references almost every escaped value is made of, decoded by str.replace (no callback per
+# reference); "&amp;" last, so that "&amp;lt;" becomes "&lt;" and not "<".
+COMMON = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"), ("&#xA;", "\n"), ("&#xD;", "\r"),
+          ("&amp;", "&"))
+
+
 def unescape(value: str) -> str:
     """Decode an attribute value as XML does (literal tabs become spaces, entities decoded)."""
     if "\t" in value:
         value = value.replace("\t", " ")
-    return ENTITY.sub(_entity, value) if "&" in value else value
+    if "&" not in value:
+        return value
+    if value.count("&#") != value.count("&#xA;") + value.count("&#xD;"):
+        return ENTITY.sub(_entity, value)  # other character references: one pass decodes them all
+    for reference, char in COMMON:
+        if reference in value:
+            value = value.replace(reference, char)
+    return value
 
 
 def is_xml_char(code: int) -> bool:
