@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -85,3 +86,19 @@ def test_visualize_writes_the_task_graph(posts, tmp_path):
                  "--visualize", str(graph)]) == 0
     svg = graph.read_text()
     assert svg.startswith("<?xml") and "<svg" in svg and "load_block" in svg
+
+
+@pytest.mark.cluster
+def test_sigterm_stops_the_run_and_removes_partial_output(posts, tmp_path):
+    """Kubernetes stops a job's pod with SIGTERM: the run must unwind, not leave half a result."""
+    out = tmp_path / "runs" / "stopped"
+    process = subprocess.Popen([*COMMAND, "run", "-i", posts, "-o", str(out), "--blocksize", "256KiB"],
+                               stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:
+        if "pass 1" in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 130
+    assert "interrupted; partial output removed" in rest
+    assert list((tmp_path / "runs").iterdir()) == []
