@@ -1,0 +1,37 @@
+"""This project's pipeline, as a user runs it: ``pipeline.run`` on an embedded LocalCluster."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections import Counter
+
+import dask.config
+import pyarrow.parquet as pq
+
+from bench.measure import Result
+from pipeline import run as pipeline_run
+
+
+def run(path: str, tag: str = "python", workers: int = 2, scheduler: str | None = None) -> Result:
+    """The job with the default configuration on a new LocalCluster, or on ``scheduler``."""
+    settings = {"posts-pipeline.cluster.kind": "scheduler", "posts-pipeline.cluster.scheduler-address": scheduler} if scheduler else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "run")
+        config = {"posts-pipeline.progress": False, "posts-pipeline.analytics.tag": tag,
+                  "posts-pipeline.cluster.local.n-workers": workers, **settings}
+        start = time.perf_counter()
+        with dask.config.set(config):
+            report = pipeline_run.run([path], out)
+        total = time.perf_counter() - start
+        # Every co-occurrence count (the report keeps the top N), from the Parquet the run wrote.
+        tags = pq.read_table(os.path.join(out, "questions"), columns=["tags"]).column("tags").to_pylist()
+    cooccurrence = Counter(t for row in tags if tag in row for t in row if t != tag)
+    stages = {"cluster start + other": 0.0, **report["timings"]}
+    del stages["total"]
+    stages["cluster start + other"] = total - sum(stages.values())
+    return Result(stages=stages, questions=report["counts"]["questions"], cooccurrence=dict(cooccurrence),
+                  accuracy=report["classifier"]["accuracy"], report_top=report["cooccurrence"]["top"],
+                  rows=report["counts"]["rows"], labelled=report["labelled_questions"],
+                  compute_seconds_by_stage=report["compute_seconds_by_stage"])
