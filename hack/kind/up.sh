@@ -44,16 +44,18 @@ fi
 "$KIND" get kubeconfig --name "$CLUSTER" >"$KUBECONFIG_FILE"
 "$KIND" export kubeconfig --name "$CLUSTER" >/dev/null 2>&1 || true
 
-# The project's images, when `make image` has built them.
+# The project's images, when `make image` has built them: one `kind load`
+# for all of them, so layers they share are saved and imported once.
+LOAD=()
 for img in ${KIND_LOAD_IMAGES:-posts-pipeline:latest posts-pipeline-operator:latest}; do
-  if docker image inspect "$img" >/dev/null 2>&1; then
-    t=$SECONDS
-    "$KIND" load docker-image --name "$CLUSTER" "$img"
-    log "loaded $img in $((SECONDS - t)) s"
-  else
-    log "not loading $img: no such image (make image builds it)"
-  fi
+  if docker image inspect "$img" >/dev/null 2>&1; then LOAD+=("$img")
+  else log "not loading $img: no such image (make image builds it)"; fi
 done
+if [ ${#LOAD[@]} -gt 0 ]; then
+  t=$SECONDS
+  "$KIND" load docker-image --name "$CLUSTER" "${LOAD[@]}"
+  log "loaded ${LOAD[*]} in $((SECONDS - t)) s"
+fi
 
 K="$TOOLS_BIN/kubectl --kubeconfig $KUBECONFIG_FILE"
 $K wait --for=condition=Ready nodes --all --timeout=300s

@@ -101,7 +101,7 @@ def node_images(kubectl) -> set[str]:
     names: set[str] = set()
     for node in kubectl.json("get", "nodes")["items"]:
         for img in node["status"].get("images", []):
-            names.update(img.get("names", []))
+            names.update(img.get("names") or [])
     return names
 
 
