@@ -49,6 +49,14 @@ HEAD_TAGS = [
     "python-3.x", "ggplot2", "dplyr", "numpy", "list", "regex", "string", "linux", "spring", "excel",
     "bash", "dictionary", "git", "docker", "matplotlib", "tidyverse", "flask", "postgresql",
 ]
+# Tags that go together, so that co-occurrence looks like a real site's (python with pandas, …).
+RELATED = {
+    "python": ["pandas", "numpy", "django", "python-3.x", "dataframe", "matplotlib", "flask", "list", "dictionary"],
+    "r": ["ggplot2", "dplyr", "dataframe", "tidyverse", "regex", "excel"],
+    "javascript": ["jquery", "html", "css", "reactjs", "node.js", "json", "arrays"],
+    "java": ["spring", "android", "arrays", "string", "json"],
+    "sql": ["mysql", "postgresql", "excel"],
+}
 POST_TYPES = (1, 2, 3, 4, 5, 6, 7)
 POST_TYPE_WEIGHTS = (40, 54, 0.5, 2, 2, 0.5, 1)
 FIRST_DATE = datetime(2008, 7, 31)
@@ -100,7 +108,11 @@ class _Writer:
         total = self.tag_cdf[-1]
         chosen: list[str] = []
         while len(chosen) < count:
-            tag = self.tags[bisect.bisect(self.tag_cdf, self.rng.random() * total)]
+            related = next((RELATED[t] for t in chosen if t in RELATED), None)
+            if related and self.rng.random() < 0.75:
+                tag = self.rng.choice(related)
+            else:
+                tag = self.tags[bisect.bisect(self.tag_cdf, self.rng.random() * total)]
             # python and r rarely share a question, as on Stack Overflow.
             if tag not in chosen and not ({tag} | set(chosen)) >= {"python", "r"}:
                 chosen.append(tag)

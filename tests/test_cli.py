@@ -47,7 +47,7 @@ def test_generate_then_run_end_to_end(tmp_path):
     assert f"report: {out}/report.html" in done.stdout
     assert "dashboard: http://" in done.stderr  # the dashboard link is printed
     assert "100% Completed" in done.stdout  # the progress bar
-    assert "Traceback" not in done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
     assert (out / "_SUCCESS").exists()
 
 
