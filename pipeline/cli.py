@@ -40,6 +40,13 @@ RUN_SETTINGS = {
     "threads_per_worker": "cluster.local.threads-per-worker",
     "memory_limit": "cluster.local.memory-limit",
     "dashboard_address": "cluster.local.dashboard-address",
+    "image": "cluster.kubernetes.image",
+    "namespace": "cluster.kubernetes.namespace",
+    "kube_workers": "cluster.kubernetes.n-workers",
+    "adapt": "cluster.kubernetes.adapt",
+    "env_from_secret": "cluster.kubernetes.env-from-secrets",
+    "start_timeout": "cluster.kubernetes.start-timeout",
+    "idle_timeout": "cluster.kubernetes.idle-timeout",
     "html_parser": "clean.html-parser",
     "tag": "analytics.tag",
     "top": "analytics.top",
@@ -82,6 +89,14 @@ def _add_run(sub) -> None:
     cl.add_argument("--threads-per-worker", type=int, help="threads per LocalCluster worker [cluster.local.threads-per-worker]")
     cl.add_argument("--memory-limit", help="memory limit per LocalCluster worker, e.g. 4GiB or auto [cluster.local.memory-limit]")
     cl.add_argument("--dashboard-address", help="LocalCluster dashboard address, ':0' for any free port [cluster.local.dashboard-address]")
+    cl.add_argument("--image", help="image of the Kubernetes scheduler and workers [cluster.kubernetes.image]")
+    cl.add_argument("--namespace", help="Kubernetes namespace (default: the driver pod's own) [cluster.kubernetes.namespace]")
+    cl.add_argument("--kube-workers", type=int, metavar="N", help="Kubernetes workers to start [cluster.kubernetes.n-workers]")
+    cl.add_argument("--adapt", metavar="MIN:MAX", help="scale Kubernetes workers between MIN and MAX with the load [cluster.kubernetes.adapt]")
+    cl.add_argument("--env-from-secret", action="append", metavar="SECRET",
+                    help="a Secret whose keys (e.g. AWS_ACCESS_KEY_ID) become the Dask pods' environment, by reference (repeatable) [cluster.kubernetes.env-from-secrets]")
+    cl.add_argument("--start-timeout", metavar="DURATION", help="give up (with the reason) if the Kubernetes cluster has not started by then, e.g. 5m [cluster.kubernetes.start-timeout]")
+    cl.add_argument("--idle-timeout", metavar="DURATION", help="the operator deletes an idle Kubernetes cluster after this, e.g. 10m [cluster.kubernetes.idle-timeout]")
     st = p.add_argument_group("stages")
     st.add_argument("--html-parser", choices=("fast", "bs4"), help="HTML to text: fast (regex) or bs4 (BeautifulSoup) [clean.html-parser]")
     st.add_argument("--tag", help="count the tags that co-occur with this one (default python) [analytics.tag]")

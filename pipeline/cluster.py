@@ -91,7 +91,18 @@ def connect(kind: str, scheduler_address: str | None, local: dict, connect_timeo
             client.close()
             raise
     else:
-        raise PipelineError("--cluster kubernetes is not available in this version yet")
+        from pipeline import config, kubernetes
+
+        cluster = kubernetes.start(config.get("cluster.kubernetes"))
+        client = None
+        try:
+            client = Client(cluster.kube, timeout=parse_timedelta(connect_timeout))
+            check_versions(client)
+        except BaseException:
+            if client is not None:
+                client.close()
+            cluster.close()  # deletes the DaskCluster
+            raise
     log.info("dashboard: %s", client.dashboard_link)
     try:
         yield client

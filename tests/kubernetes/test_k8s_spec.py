@@ -1,0 +1,236 @@
+"""The DaskCluster the driver creates: valid for the CRD, restricted, credentials by reference only;
+start-up failures named within a bounded time and the DaskCluster deleted whatever happens."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kubernetes.client.rest import ApiException
+
+from pipeline import cli, config, kubernetes
+from pipeline.errors import PipelineError
+
+import check  # helm/check.py
+
+
+def settings(**over) -> dict:
+    s = dict(config.get("cluster.kubernetes"))
+    s.update(over)
+    return s
+
+
+def pods_of(spec: dict) -> dict:
+    return {part: spec["spec"][part]["spec"] for part in ("scheduler", "worker")}
+
+
+@pytest.mark.parametrize("over", [
+    {},
+    {"adapt": "1:4", "env-from-secrets": ["s3-creds"], "secret-env": {"TOKEN_X": "other/key"}},
+    {"n-workers": 0, "read-only-root-filesystem": False, "service-account": "dask", "image-pull-secrets": ["reg"]},
+])
+def test_spec_validates_against_the_crd_schema_shipped_in_dask_kubernetes(over):
+    spec = kubernetes.cluster_spec(settings(**over), "posts-abc", environ={})
+    assert check.validate_daskcluster(spec) == []
+    assert spec["metadata"]["name"] == "posts-abc"
+
+
+def test_crd_validation_catches_mistakes():
+    spec = kubernetes.cluster_spec(settings(), "posts-abc", environ={})
+    spec["spec"]["worker"]["spec"]["containers"][0]["securityContxt"] = {}
+    spec["spec"]["worker"]["replicas"] = "two"
+    errors = check.validate_daskcluster(spec)
+    assert any("securityContxt" in e for e in errors) and any("replicas" in e for e in errors)
+
+
+def test_dask_pods_are_valid_pods_for_the_cluster_version(kubernetes_version):
+    pytest.importorskip("kubernetes_validate", reason="kubernetes-validate belongs in requirements/test-lock.txt")
+    spec = kubernetes.cluster_spec(settings(**{"env-from-secrets": ["s3-creds"]}), "posts-abc", environ={})
+    for where, pod in check.pod_specs(spec):
+        doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": pod}
+        assert check.validate_manifest(doc, kubernetes_version) == [], where
+
+
+def test_restricted_security_on_scheduler_and_workers():
+    spec = kubernetes.cluster_spec(settings(), "posts-abc", environ={})
+    for part, pod in pods_of(spec).items():
+        assert check.restricted_violations(part, pod) == []
+        c = pod["containers"][0]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+        assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+        assert c["securityContext"]["readOnlyRootFilesystem"] is True
+        assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"]  # Dask's scratch space
+        assert pod["automountServiceAccountToken"] is False  # Dask pods never call the API
+        assert c["resources"]["limits"] and c["resources"]["requests"]
+    worker = spec["spec"]["worker"]["spec"]["containers"][0]
+    assert worker["args"][:4] == ["dask", "worker", "--nthreads", "1"]
+    assert spec["spec"]["scheduler"]["spec"]["containers"][0]["args"][:2] == ["dask", "scheduler"]
+
+
+def test_credentials_only_by_reference():
+    environ = {"AWS_ACCESS_KEY_ID": "AKIADRIVER", "AWS_SECRET_ACCESS_KEY": "driver-secret-value",
+               "POSTS_PIPELINE__STORAGE_OPTIONS__ENDPOINT_URL": "http://s3.test:5000"}
+    spec = kubernetes.cluster_spec(settings(**{"env-from-secrets": ["s3-creds"], "secret-env": {"EXTRA_TOKEN": "tok/value"}}),
+                                   "posts-abc", environ=environ)
+    text = json.dumps(spec)
+    assert "driver-secret-value" not in text and "AKIADRIVER" not in text
+    for pod in pods_of(spec).values():
+        c = pod["containers"][0]
+        assert c["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+        env = {e["name"]: e for e in c["env"]}
+        assert env["POSTS_PIPELINE__STORAGE_OPTIONS__ENDPOINT_URL"]["value"] == "http://s3.test:5000"
+        assert env["EXTRA_TOKEN"] == {"name": "EXTRA_TOKEN", "valueFrom": {"secretKeyRef": {"name": "tok", "key": "value"}}}
+        assert all("value" not in e for e in c["env"] if kubernetes.SECRET_NAME.search(e["name"]))
+
+
+@pytest.mark.parametrize("over", [
+    {"env": {"AWS_SECRET_ACCESS_KEY": "literal"}},
+    {"env": {"DB_PASSWORD": "literal"}},
+    {"forward-env": ["AWS_SECRET_ACCESS_KEY"]},
+])
+def test_literal_credentials_are_refused(over):
+    with pytest.raises(PipelineError, match="looks like a credential.*Secret"):
+        kubernetes.cluster_spec(settings(**over), "posts-abc", environ={"AWS_SECRET_ACCESS_KEY": "x"})
+
+
+def test_owner_reference_from_the_driver_pod():
+    owner = kubernetes.owner_reference({"POSTS_PIPELINE_POD_NAME": "run-1-x", "POSTS_PIPELINE_POD_UID": "u-1"})
+    spec = kubernetes.cluster_spec(settings(), "posts-abc", owner=owner, environ={})
+    assert spec["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "Pod", "name": "run-1-x", "uid": "u-1"}]
+    assert kubernetes.owner_reference({}) is None
+
+
+def test_adapt_and_idle_timeout():
+    spec = kubernetes.cluster_spec(settings(adapt="2:5", **{"idle-timeout": "10m"}), "posts-abc", environ={})
+    assert spec["spec"]["worker"]["replicas"] == 2
+    assert spec["spec"]["idleTimeout"] == 600
+    assert kubernetes.parse_adapt(None) is None and kubernetes.parse_adapt(" 0 : 3 ") == (0, 3)
+    for bad in ("3", "4:2", "0:0", "a:b"):
+        with pytest.raises(PipelineError, match="MIN:MAX"):
+            kubernetes.parse_adapt(bad)
+
+
+def test_cluster_names_are_unique_and_valid():
+    names = {kubernetes.cluster_name("posts-{uuid}") for _ in range(20)}
+    assert len(names) == 20 and all(kubernetes.NAME_RE.match(n) for n in names)
+    fixed = kubernetes.cluster_name("My_Run")
+    assert fixed.startswith("my-run-") and kubernetes.NAME_RE.match(fixed)
+    with pytest.raises(PipelineError, match="at most 40"):
+        kubernetes.cluster_name("x" * 50 + "-{uuid}")
+
+
+def test_cli_flags_reach_the_kubernetes_settings():
+    args = cli.parser().parse_args(["run", "--cluster", "kubernetes", "--image", "reg/posts:1", "--namespace", "ns",
+                                    "--kube-workers", "3", "--adapt", "1:3", "--env-from-secret", "a",
+                                    "--env-from-secret", "b", "--start-timeout", "90s", "--idle-timeout", "5m"])
+    config.load(flags={key: getattr(args, dest) for dest, key in cli.RUN_SETTINGS.items()}, environ={})
+    k = config.get("cluster.kubernetes")
+    assert (k["image"], k["namespace"], k["n-workers"], k["adapt"]) == ("reg/posts:1", "ns", 3, "1:3")
+    assert (k["env-from-secrets"], k["start-timeout"], k["idle-timeout"]) == (["a", "b"], "90s", "5m")
+    assert config.get("cluster.kind") == "kubernetes"
+
+
+# --- start-up failures -------------------------------------------------------------------------
+
+def pod(component, reason=None, message="", ready=False, running=False, image="posts-pipeline:latest", last=None):
+    cs = {"image": image, "state": {"waiting": {"reason": reason, "message": message}} if reason else
+          ({"running": {}} if running else {}), "last_state": {"terminated": last} if last else {}}
+    return {"metadata": {"name": f"c-{component}", "namespace": "ns", "labels": {"dask.org/component": component}},
+            "status": {"phase": "Running" if running else "Pending", "container_statuses": [cs],
+                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def test_diagnose_names_the_cause():
+    assert kubernetes.diagnose([pod("scheduler", running=True, ready=True)]) is None
+    assert "cannot be pulled" in kubernetes.diagnose([pod("worker", "ImagePullBackOff", "not found", image="x:nope")])
+    assert "x:nope" in kubernetes.diagnose([pod("worker", "ErrImagePull", image="x:nope")])
+    crash = kubernetes.diagnose([pod("scheduler", "CrashLoopBackOff", last={"exit_code": 1, "reason": "Error"})])
+    assert "keeps crashing" in crash and "exit code 1" in crash and "kubectl logs" in crash
+    missing = kubernetes.diagnose([pod("worker", "CreateContainerConfigError", 'secret "s3-creds" not found')])
+    assert 'secret "s3-creds" not found' in missing
+    refused = kubernetes.diagnose([], [{"type": "Warning", "reason": "FailedCreate", "message": "violates PodSecurity"}])
+    assert "violates PodSecurity" in refused
+
+
+class FakeApi:
+    """The driver's Api against a scripted API server; records deletions."""
+
+    in_cluster = False
+
+    def __init__(self, create_error=None, phase="Running", pods=(), raise_in_wait=None):
+        self.create_error, self.phase, self._pods, self.raise_in_wait = create_error, phase, list(pods), raise_in_wait
+        self.created, self.deleted = [], []
+
+    def default_namespace(self):
+        return "ns"
+
+    def create(self, spec, namespace):
+        if self.create_error:
+            raise self.create_error
+        self.created.append(spec["metadata"]["name"])
+
+    def get(self, name, namespace):
+        if self.raise_in_wait:
+            raise self.raise_in_wait
+        return {"status": {"phase": self.phase} if self.phase else {}}
+
+    def pods(self, name, namespace):
+        return self._pods
+
+    def events(self, name, namespace):
+        return []
+
+    def delete(self, name, namespace):
+        self.deleted.append(name)
+        return True
+
+    def exists(self, name, namespace):
+        return False
+
+
+def api_exception(status, message):
+    e = ApiException(status=status, reason="x")
+    e.body = json.dumps({"message": message})
+    return e
+
+
+@pytest.mark.parametrize("status, message, expected", [
+    (404, "the server could not find the requested resource", "CRD daskclusters.kubernetes.dask.org missing.*install-operator"),
+    (403, 'daskclusters.kubernetes.dask.org is forbidden: User "system:serviceaccount:ns:x" cannot create',
+     "permission denied.*RBAC.*cannot create"),
+])
+def test_create_refused_is_one_clear_message(monkeypatch, status, message, expected):
+    fake = FakeApi(create_error=api_exception(status, message))
+    monkeypatch.setattr(kubernetes, "Api", lambda: fake)
+    with pytest.raises(PipelineError, match=expected):
+        kubernetes.start(settings())
+    assert fake.created == []
+
+
+@pytest.mark.parametrize("fake, expected", [
+    (FakeApi(phase=None), "within 2 s: the dask-kubernetes operator never acted on it"),
+    (FakeApi(pods=[pod("scheduler", "ImagePullBackOff", image="posts-pipeline:nope")]), "posts-pipeline:nope.*cannot be pulled"),
+    (FakeApi(pods=[pod("scheduler", "CrashLoopBackOff", last={"exit_code": 2})]), "scheduler keeps crashing"),
+    (FakeApi(pods=[pod("scheduler", running=True, ready=True), pod("worker")]), "within 2 s: scheduler c-scheduler: Running; worker c-worker: Pending"),
+])
+def test_start_failures_are_bounded_named_and_clean_up(monkeypatch, fake, expected):
+    monkeypatch.setattr(kubernetes, "Api", lambda: fake)
+    monkeypatch.setattr(kubernetes.time, "sleep", lambda s: None)
+    with pytest.raises(PipelineError, match=expected):
+        kubernetes.start(settings(**{"start-timeout": "2s"}))
+    assert fake.deleted == fake.created and len(fake.created) == 1  # no DaskCluster left behind
+
+
+def test_interrupted_start_deletes_the_daskcluster(monkeypatch):
+    fake = FakeApi(raise_in_wait=KeyboardInterrupt("signal 15"))
+    monkeypatch.setattr(kubernetes, "Api", lambda: fake)
+    with pytest.raises(KeyboardInterrupt):
+        kubernetes.start(settings())
+    assert fake.deleted == fake.created and len(fake.created) == 1
+
+
+def test_missing_image_setting():
+    with pytest.raises(PipelineError, match="image is needed"):
+        kubernetes.start(settings(image=""))
