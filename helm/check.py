@@ -1,0 +1,195 @@
+"""Offline checks of what goes to the API server, for `make chart-lint` and tests/kubernetes.
+
+  python helm/check.py --kubernetes-version 1.34 --helm .tools/bin/helm [VALUES.yaml ...]
+
+1. renders helm/posts-pipeline with each values file (`helm template`, hooks and tests included) and
+   validates every manifest against the Kubernetes schemas of that version (kubernetes-validate, strict:
+   unknown fields are errors), and checks the restricted Pod Security Standard on every pod template;
+2. builds the DaskCluster the driver would create from the rendered ConfigMap's pipeline config and
+   validates it against the openAPIV3Schema of the CRD shipped in the pinned dask-kubernetes (unknown
+   fields rejected too), and its scheduler and worker pod specs against the Kubernetes Pod schema.
+Needs no cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CHART = REPO / "helm" / "posts-pipeline"
+
+
+def crd_schema(kind: str = "daskcluster") -> dict:
+    """The openAPIV3Schema of a dask-kubernetes CRD, as shipped in the installed package."""
+    import dask_kubernetes
+
+    path = Path(dask_kubernetes.__file__).parent / "operator/deployment/helm/dask-kubernetes-operator/crds" / f"{kind}.yaml"
+    crd = yaml.safe_load(path.read_text())
+    version = next(v for v in crd["spec"]["versions"] if v.get("served", True))
+    return version["schema"]["openAPIV3Schema"]
+
+
+def strict(schema: dict) -> dict:
+    """A copy in which objects with declared properties refuse others, as `kubectl --validate=strict` does."""
+    schema = copy.deepcopy(schema)
+
+    def walk(node):
+        if isinstance(node, dict):
+            if ("properties" in node and "additionalProperties" not in node
+                    and not node.get("x-kubernetes-preserve-unknown-fields")):
+                node["additionalProperties"] = False
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(schema)
+    return schema
+
+
+def validate_daskcluster(resource: dict) -> list[str]:
+    """Errors of a DaskCluster against the CRD schema (metadata and apiVersion/kind are the API server's)."""
+    import jsonschema
+
+    body = {k: v for k, v in resource.items() if k not in ("apiVersion", "kind", "metadata")}
+    schema = strict(crd_schema())
+    schema.setdefault("properties", {})
+    for key in ("apiVersion", "kind", "metadata", "status"):
+        schema["properties"].pop(key, None)
+    validator = jsonschema.Draft7Validator(schema)
+    errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(body)]
+    if resource.get("apiVersion") != "kubernetes.dask.org/v1" or resource.get("kind") != "DaskCluster":
+        errors.append(f"not a kubernetes.dask.org/v1 DaskCluster: {resource.get('apiVersion')} {resource.get('kind')}")
+    return errors
+
+
+def validate_manifest(doc: dict, version: str) -> list[str]:
+    import kubernetes_validate
+
+    try:
+        kubernetes_validate.validate(doc, version, strict=True)
+    except kubernetes_validate.ValidationError as e:
+        return [f"{doc.get('kind')} {doc.get('metadata', {}).get('name')}: {'/'.join(map(str, e.path))}: {e.message}"]
+    return []
+
+
+def pod_specs(doc: dict) -> list[tuple[str, dict]]:
+    """(where, pod spec) of every pod template in a manifest."""
+    kind, name = doc.get("kind"), (doc.get("metadata") or {}).get("name")
+    spec = doc.get("spec") or {}
+    if kind == "Pod":
+        return [(f"Pod {name}", spec)]
+    if kind == "Job":
+        return [(f"Job {name}", spec["template"]["spec"])]
+    if kind == "CronJob":
+        return [(f"CronJob {name}", spec["jobTemplate"]["spec"]["template"]["spec"])]
+    if kind == "DaskCluster":
+        return [(f"DaskCluster {name} {part}", spec[part]["spec"]) for part in ("scheduler", "worker")]
+    if kind in ("Deployment", "StatefulSet", "DaemonSet"):
+        return [(f"{kind} {name}", spec["template"]["spec"])]
+    return []
+
+
+def restricted_violations(where: str, pod: dict) -> list[str]:
+    """What the restricted Pod Security Standard would refuse (the checks that matter for our pods)."""
+    found = []
+    psc = pod.get("securityContext") or {}
+    for c in (pod.get("containers") or []) + (pod.get("initContainers") or []):
+        sc = c.get("securityContext") or {}
+        who = f"{where} container {c.get('name')}"
+        if not (sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True):
+            found.append(f"{who}: runAsNonRoot is not true")
+        if (sc.get("runAsUser", psc.get("runAsUser")) or 1) == 0:
+            found.append(f"{who}: runs as UID 0")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{who}: allowPrivilegeEscalation is not false")
+        if sc.get("privileged"):
+            found.append(f"{who}: privileged")
+        if "ALL" not in ((sc.get("capabilities") or {}).get("drop") or []):
+            found.append(f"{who}: capabilities do not drop ALL")
+        if set((sc.get("capabilities") or {}).get("add") or []) - {"NET_BIND_SERVICE"}:
+            found.append(f"{who}: adds capabilities")
+        seccomp = (sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            found.append(f"{who}: seccompProfile is not RuntimeDefault")
+        if not (c.get("resources") or {}).get("limits"):
+            found.append(f"{who}: no resource limits")
+    for v in pod.get("volumes") or []:
+        if "hostPath" in v:
+            found.append(f"{where}: hostPath volume {v.get('name')}")
+    if pod.get("hostNetwork") or pod.get("hostPID") or pod.get("hostIPC"):
+        found.append(f"{where}: shares a host namespace")
+    return found
+
+
+def render(helm: str, values: list[str], release: str = "posts", namespace: str = "posts",
+           extra: list[str] | None = None) -> list[dict]:
+    cmd = [helm, "template", release, str(CHART), "-n", namespace]
+    for v in values:
+        cmd += ["-f", str(v)]
+    cmd += extra or []
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr}")
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
+def driver_daskcluster(docs: list[dict]) -> dict:
+    """The DaskCluster a run of this release would create, from the rendered ConfigMap's pipeline config."""
+    import dask.config
+
+    from pipeline import config, kubernetes
+
+    cm = next(d for d in docs if d["kind"] == "ConfigMap")
+    user = yaml.safe_load(cm["data"]["pipeline.yaml"])
+    saved = copy.deepcopy(dask.config.config)
+    try:
+        dask.config.update(dask.config.config, user)
+        settings = config.get("cluster.kubernetes")
+        owner = {"apiVersion": "v1", "kind": "Pod", "name": "run-1-abcde", "uid": "00000000-0000-0000-0000-000000000000"}
+        return kubernetes.cluster_spec(settings, kubernetes.cluster_name(settings["name"]), owner=owner, environ={})
+    finally:
+        dask.config.config.clear()
+        dask.config.config.update(saved)
+
+
+def check(helm: str, version: str, values_files: list[str]) -> list[str]:
+    problems = []
+    for values in values_files:
+        docs = render(helm, [values])
+        for doc in docs:
+            problems += [f"[{Path(values).name}] {p}" for p in validate_manifest(doc, version)]
+            for where, pod in pod_specs(doc):
+                problems += [f"[{Path(values).name}] {p}" for p in restricted_violations(where, pod)]
+        spec = driver_daskcluster(docs)
+        problems += [f"[{Path(values).name}] DaskCluster: {p}" for p in validate_daskcluster(spec)]
+        for where, pod in pod_specs(spec):
+            pod_doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dask"}, "spec": pod}
+            problems += [f"[{Path(values).name}] {where}: {p}" for p in validate_manifest(pod_doc, version)]
+            problems += [f"[{Path(values).name}] {p}" for p in restricted_violations(where, pod)]
+        print(f"{Path(values).name}: {len(docs)} manifests and the driver's DaskCluster checked against Kubernetes {version}")
+    return problems
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--kubernetes-version", required=True, help="e.g. 1.34")
+    p.add_argument("--helm", default="helm")
+    p.add_argument("values", nargs="+")
+    args = p.parse_args(argv)
+    sys.path.insert(0, str(REPO))
+    problems = check(args.helm, args.kubernetes_version.lstrip("v"), args.values)
+    for problem in problems:
+        print("ERROR", problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

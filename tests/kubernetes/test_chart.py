@@ -1,0 +1,157 @@
+"""The application chart, rendered offline: lint, schemas of the cluster's Kubernetes version, restricted
+pods, least-privilege RBAC, values documented and typed (wrong types rejected)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+import yaml
+
+import check  # helm/check.py
+
+CHART = check.CHART
+CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+REQUIRED = ["--set", "run.input=s3://b/Posts.xml", "--set", "run.outputPrefix=s3://b/runs"]
+
+
+def template(helm, *args, check_rc=True):
+    proc = subprocess.run([helm, "template", "posts", str(CHART), "-n", "posts", *args], capture_output=True, text=True)
+    if check_rc:
+        assert proc.returncode == 0, proc.stderr
+        return [d for d in yaml.safe_load_all(proc.stdout) if d]
+    return proc
+
+
+def by_kind(docs):
+    out = {}
+    for d in docs:
+        out.setdefault(d["kind"], []).append(d)
+    return out
+
+
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: v.name if v else "defaults")
+def test_helm_lint_strict(helm, values):
+    args = [helm, "lint", "--strict", str(CHART)] + (["-f", str(values)] if values else [])
+    proc = subprocess.run(args, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_manifests_and_driver_daskcluster_valid_offline(helm, kubernetes_version):
+    pytest.importorskip("kubernetes_validate", reason="kubernetes-validate belongs in requirements/test-lock.txt")
+    assert check.check(helm, kubernetes_version, [str(v) for v in CI_VALUES]) == []
+
+
+def test_a_broken_manifest_is_caught(kubernetes_version):
+    pytest.importorskip("kubernetes_validate", reason="kubernetes-validate belongs in requirements/test-lock.txt")
+    bad = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"},
+           "spec": {"backoffLimit": "none", "template": {"spec": {"containers": [{"name": "a", "image": "b", "cmd": []}]}}}}
+    assert check.validate_manifest(bad, kubernetes_version)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "dask.workers=abc"], "/dask/workers"),
+    (["--set-string", "run.backoffLimit=1"], "/run/backoffLimit"),
+    (["--set", "dask.wokers=2"], "additional properties 'wokers'"),
+    (["--set", "image.pullPolicy=Sometimes"], "/image/pullPolicy"),
+    (["--set", "dask.adapt=3"], "/dask/adapt"),
+    (["--set", "s3.endpointUrl=ftp://x"], "/s3/endpointUrl"),
+    (["--set", "dask.workerResources.limits.memory=lots"], "/dask/workerResources/limits/memory"),
+    (["--set", "run.extraArgs=--tag"], "/run/extraArgs"),
+    (["--set", "podSecurityContext.runAsUser=0"], "/podSecurityContext/runAsUser"),
+])
+def test_values_schema_rejects_wrong_types(helm, args, message):
+    proc = template(helm, *REQUIRED, *args, check_rc=False)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("missing", ["run.input", "run.outputPrefix"])
+def test_input_and_output_are_required(helm, missing):
+    other = "run.outputPrefix=s3://b/runs" if missing == "run.input" else "run.input=s3://b/Posts.xml"
+    proc = template(helm, "--set", other, check_rc=False)
+    assert proc.returncode != 0 and f"{missing} is required" in proc.stderr
+
+
+def test_every_value_is_documented_and_typed():
+    """Each key of values.yaml has a `## @param` comment, and each @param exists in values.schema.json."""
+    import json
+
+    text = (CHART / "values.yaml").read_text()
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load(text)
+    params = set(re.findall(r"^\s*## @param (\S+) \S", text, re.M))
+
+    def leaves(tree, prefix=""):
+        for k, v in tree.items():
+            path = prefix + k
+            # a documented mapping (resources, security contexts, …) covers its children
+            if path in params or not isinstance(v, dict) or not v:
+                yield path
+            else:
+                yield from leaves(v, path + ".")
+
+    assert set(leaves(values)) == params
+    for p in params:
+        node = schema
+        for part in p.split("."):
+            assert part in node.get("properties", {}), f"{p} is not in values.schema.json"
+            node = node["properties"][part]
+
+
+def test_driver_runs_from_a_suspended_cronjob_with_restricted_pods(helm):
+    kinds = by_kind(template(helm, "-f", str(CHART / "ci" / "ci-values.yaml")))
+    cron = kinds["CronJob"][0]
+    assert cron["metadata"]["name"] == "posts-posts-pipeline" and cron["spec"]["suspend"] is True
+    job = cron["spec"]["jobTemplate"]["spec"]
+    assert job["backoffLimit"] == 0 and job["activeDeadlineSeconds"] > 0
+    pod = job["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["args"][:4] == ["posts-pipeline", "run", "--config", "/etc/posts-pipeline/pipeline.yaml"]
+    assert "$(OUTPUT_PREFIX)/$(RUN_NAME)" in c["args"]  # each run writes to <prefix>/<job name>
+    env = {e["name"]: e for e in c["env"]}
+    assert env["RUN_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['batch.kubernetes.io/job-name']"
+    assert env["POSTS_PIPELINE_POD_UID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid"  # owner of its DaskCluster
+    assert c["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+    assert pod["terminationGracePeriodSeconds"] >= 30  # time to delete the DaskCluster after SIGTERM
+    assert check.restricted_violations("driver", pod) == []
+    assert "Job" in kinds  # run.onInstall
+    cfg = yaml.safe_load(kinds["ConfigMap"][0]["data"]["pipeline.yaml"])["posts-pipeline"]
+    assert cfg["cluster"]["kind"] == "kubernetes" and cfg["cluster"]["kubernetes"]["env-from-secrets"] == ["s3-creds"]
+    assert cfg["cluster"]["kubernetes"]["adapt"] == "1:3" and cfg["analytics"]["top"] == 10  # config merged
+
+
+def test_rbac_is_least_privilege(helm):
+    kinds = by_kind(template(helm, *REQUIRED))
+    assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds
+    rules = kinds["Role"][0]["rules"]
+    granted = {(g, r, v) for rule in rules for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    assert all("*" not in item for item in granted)
+    assert ("kubernetes.dask.org", "daskclusters", "create") in granted
+    assert ("kubernetes.dask.org", "daskclusters", "delete") in granted
+    assert not any(r in ("secrets", "configmaps", "roles", "rolebindings") for _, r, _ in granted)
+    assert not any(r.startswith("pods") and v in ("create", "update", "patch", "delete") for _, r, v in granted)
+    binding = kinds["RoleBinding"][0]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "posts-posts-pipeline", "namespace": "posts"}]
+
+
+def test_credentials_from_an_existing_secret_or_a_created_one(helm):
+    kinds = by_kind(template(helm, *REQUIRED, "--set", "s3.existingSecret=mine"))
+    assert "Secret" not in kinds
+    kinds = by_kind(template(helm, "-f", str(CHART / "ci" / "created-secret-values.yaml")))
+    secret = kinds["Secret"][0]
+    assert secret["metadata"]["name"] == "posts-posts-pipeline-s3"
+    assert set(secret["stringData"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    cron = kinds["CronJob"][0]["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert cron["envFrom"] == [{"secretRef": {"name": "posts-posts-pipeline-s3"}}]
+    config_map = kinds["ConfigMap"][0]["data"]["pipeline.yaml"]
+    assert "not-a-real-secret" not in config_map and "posts-posts-pipeline-s3" in config_map
+
+
+def test_helm_tests_check_permissions_and_s3(helm):
+    pods = [d for d in template(helm, *REQUIRED) if d["kind"] == "Pod"]
+    assert sorted(p["metadata"]["annotations"]["helm.sh/hook"] for p in pods) == ["test", "test"]
+    names = sorted(p["metadata"]["name"] for p in pods)
+    assert names == ["posts-posts-pipeline-test-permissions", "posts-posts-pipeline-test-s3"]
+    for p in pods:
+        assert check.restricted_violations(p["metadata"]["name"], p["spec"]) == []

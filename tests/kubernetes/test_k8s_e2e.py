@@ -1,0 +1,402 @@
+"""End to end on the kind cluster (issue 4's acceptance list), run by `make e2e-k8s`:
+
+namespace enforcing the restricted Pod Security Standard → moto's S3 server in the cluster with a
+generated Posts.xml → the operator (helm/install-operator.sh) and the application chart (helm install)
+→ `helm test` → `kubectl create job --from=cronjob/...` runs whose results equal a LocalCluster's →
+a worker pod deleted mid-run → a wrong credential failing clearly with nothing left behind →
+`kubectl auth can-i` of the driver's ServiceAccount → `helm uninstall` leaving nothing.
+Timings (job creation → first worker running, total) are printed and written to
+.tools/e2e-k8s-timings.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.kind
+
+REPO = Path(__file__).resolve().parents[2]
+TOOLS = REPO / ".tools" / "bin"
+IMAGES = ("posts-pipeline:latest", "posts-pipeline-operator:latest", "posts-pipeline-test:latest")
+BUCKET, S3_PORT, RELEASE = "posts", 5000, "posts"
+FULLNAME = f"{RELEASE}-posts-pipeline"
+SA = FULLNAME
+BLOCKSIZE = "4MiB"
+DUMP_SIZE = "24MB"
+TIMINGS: dict = {}
+
+
+def sh(*cmd, check=True, timeout=600, input=None) -> subprocess.CompletedProcess:
+    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, input=input)
+    if check and proc.returncode:
+        raise AssertionError(f"{' '.join(map(str, cmd))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+class K:
+    def __init__(self, kubeconfig: str, namespace: str):
+        self.kubeconfig, self.namespace = kubeconfig, namespace
+
+    def __call__(self, *args, check=True, timeout=300, input=None, namespaced=True) -> str:
+        ns = ["-n", self.namespace] if namespaced else []
+        return sh(TOOLS / "kubectl", "--kubeconfig", self.kubeconfig, *ns, *args, check=check, timeout=timeout,
+                  input=input).stdout
+
+    def json(self, *args, **kw):
+        return json.loads(self(*args, "-o", "json", **kw))
+
+    def helm(self, *args, check=True, timeout=600):
+        return sh(TOOLS / "helm", "--kubeconfig", self.kubeconfig, "-n", self.namespace, *args, check=check, timeout=timeout)
+
+
+# ------------------------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def kubeconfig() -> str:
+    path = os.environ.get("KUBECONFIG") or str(REPO / ".tools" / "kubeconfig")
+    if not Path(path).is_file() or not (TOOLS / "kubectl").exists():
+        pytest.fail("kind cluster not set up: run `make kind-up` first", pytrace=False)
+    proc = sh(TOOLS / "kubectl", "--kubeconfig", path, "get", "--raw", "/readyz", check=False, timeout=30)
+    if proc.stdout.strip() != "ok":
+        pytest.fail(f"kind cluster not reachable ({proc.stderr.strip()}): run `make kind-up` first", pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def images(kubeconfig):
+    """The project images on every node (kind load docker-image when missing)."""
+    nodes = json.loads(sh(TOOLS / "kubectl", "--kubeconfig", kubeconfig, "get", "nodes", "-o", "json").stdout)["items"]
+    cluster = next(line.split()[1] for line in (REPO / "kind-config.yaml").read_text().splitlines()
+                   if line.startswith("name:"))
+    for image in IMAGES:
+        on_all = all(any(n.endswith("/" + image) or n == image for i in node["status"].get("images", [])
+                         for n in i.get("names", [])) for node in nodes)
+        if not on_all:
+            t = time.monotonic()
+            sh(TOOLS / "kind", "load", "docker-image", "--name", cluster, image, timeout=900)
+            print(f"loaded {image} in {time.monotonic() - t:.0f} s")
+
+
+@pytest.fixture(scope="module")
+def operator(kubeconfig, images):
+    env = {**os.environ, "KUBECONFIG": kubeconfig, "HELM": str(TOOLS / "helm"), "KUBECTL": str(TOOLS / "kubectl"),
+           "PYTHON": str(REPO / ".venv" / "bin" / "python")}
+    t = time.monotonic()
+    proc = subprocess.run(["bash", str(REPO / "helm" / "install-operator.sh")], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    TIMINGS["operator_install_s"] = round(time.monotonic() - t, 1)
+
+
+@pytest.fixture(scope="module")
+def k(kubeconfig, operator):
+    """A namespace where the API server enforces the restricted Pod Security Standard; deleted afterwards."""
+    ns = f"posts-e2e-{uuid.uuid4().hex[:6]}"
+    kk = K(kubeconfig, ns)
+    kk("create", "namespace", ns, namespaced=False)
+    kk("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted",
+       "pod-security.kubernetes.io/enforce-version=latest", namespaced=False)
+    yield kk
+    kk("delete", "namespace", ns, "--wait=false", check=False, namespaced=False)
+
+
+S3_MANIFEST = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: s3, labels: {app: s3}}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: s3}}
+  template:
+    metadata: {labels: {app: s3}}
+    spec:
+      automountServiceAccountToken: false
+      securityContext: {runAsNonRoot: true, runAsUser: 1000, seccompProfile: {type: RuntimeDefault}}
+      containers:
+        - name: moto
+          image: posts-pipeline-test:latest
+          imagePullPolicy: IfNotPresent
+          args: [python, -m, moto.server, -H, 0.0.0.0, -p, "5000"]
+          env:
+            - {name: PYTHONPATH, value: /opt/test-extras}
+            - {name: INITIAL_NO_AUTH_ACTION_COUNT, value: "3"}
+          ports: [{containerPort: 5000}]
+          readinessProbe: {tcpSocket: {port: 5000}, periodSeconds: 1}
+          resources: {requests: {cpu: 100m, memory: 256Mi}, limits: {cpu: "1", memory: 1Gi}}
+          securityContext: {allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}, readOnlyRootFilesystem: true}
+          volumeMounts: [{name: tmp, mountPath: /tmp}]
+      volumes: [{name: tmp, emptyDir: {}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: s3}
+spec:
+  selector: {app: s3}
+  ports: [{port: 5000, targetPort: 5000}]
+"""
+
+
+class S3:
+    def __init__(self, endpoint: str, key: str, secret: str):
+        self.endpoint, self.key, self.secret = endpoint, key, secret
+
+    def client(self, key=None, secret=None):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=key or self.key, aws_secret_access_key=secret or self.secret)
+
+    def keys(self, prefix: str) -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+    def report(self, prefix: str) -> dict:
+        keys = self.keys(prefix)
+        assert f"{prefix}/_SUCCESS" in keys, f"no _SUCCESS under s3://{BUCKET}/{prefix}: {keys}"
+        return json.loads(self.client().get_object(Bucket=BUCKET, Key=f"{prefix}/report.json")["Body"].read())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def dump(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("k8s-dump") / "Posts.xml"
+    sh(REPO / ".venv" / "bin" / "posts-pipeline", "generate", "--size", DUMP_SIZE, "--seed", "4", "--output", path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def s3(k, dump):
+    """moto's S3 server in the namespace (auth on), reached from here through kubectl port-forward;
+    a bucket with the dump; the pipeline's key in a Secret."""
+    import boto3
+
+    k("apply", "-f", "-", input=S3_MANIFEST)
+    k("rollout", "status", "deployment/s3", "--timeout=300s", timeout=320)
+    port = free_port()
+    forward = subprocess.Popen([TOOLS / "kubectl", "--kubeconfig", k.kubeconfig, "-n", k.namespace, "port-forward",
+                                "svc/s3", f"{port}:{S3_PORT}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        endpoint = f"http://127.0.0.1:{port}"
+
+        def up():
+            import urllib.request
+
+            try:
+                with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=2) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+
+        wait_for(up, 60, "moto behind kubectl port-forward")
+        iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                           aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+        iam.create_user(UserName="pipeline")
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+        iam.put_user_policy(UserName="pipeline", PolicyName="all", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName="pipeline")["AccessKey"]
+        server = S3(endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+        server.client().create_bucket(Bucket=BUCKET)
+        server.client().upload_file(str(dump), BUCKET, "Posts.xml")
+        k("create", "secret", "generic", "s3-creds", f"--from-literal=AWS_ACCESS_KEY_ID={server.key}",
+          f"--from-literal=AWS_SECRET_ACCESS_KEY={server.secret}")
+        yield server
+    finally:
+        forward.terminate()
+        forward.wait(10)
+
+
+@pytest.fixture(scope="module")
+def reference(dump, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("k8s-reference") / "run"
+    sh(REPO / ".venv" / "bin" / "posts-pipeline", "run", "--input", dump, "--output", out, "--blocksize", BLOCKSIZE,
+       "--no-progress", "--cluster", "local", "--n-workers", "2", "--threads-per-worker", "1", timeout=900)
+    return json.loads((out / "report.json").read_text())
+
+
+def chart_values(k, secret: str) -> list[str]:
+    return ["--set", "image.tag=latest", "--set", f"s3.existingSecret={secret}",
+            "--set", f"s3.endpointUrl=http://s3.{k.namespace}.svc:{S3_PORT}",
+            "--set", f"run.input=s3://{BUCKET}/Posts.xml", "--set", f"run.outputPrefix=s3://{BUCKET}/runs",
+            "--set", "dask.workers=2", "--set", "dask.startTimeout=4m",
+            "--set-json", f'run.extraArgs=["--blocksize","{BLOCKSIZE}","--no-progress"]',
+            "--set", "dask.workerResources.requests.cpu=250m", "--set", "dask.workerResources.requests.memory=768Mi"]
+
+
+@pytest.fixture(scope="module")
+def release(k, s3):
+    t = time.monotonic()
+    k.helm("install", RELEASE, REPO / "helm" / "posts-pipeline", *chart_values(k, "s3-creds"), "--wait", "--timeout", "5m")
+    TIMINGS["helm_install_s"] = round(time.monotonic() - t, 1)
+    yield RELEASE
+    k.helm("uninstall", RELEASE, "--wait", check=False)
+
+
+def pods(k, selector: str) -> list[dict]:
+    return k.json("get", "pods", "-l", selector)["items"]
+
+
+def running(pod: dict) -> bool:
+    return any("running" in (cs.get("state") or {}) for cs in pod["status"].get("containerStatuses") or [])
+
+
+def job_state(k, name: str) -> str | None:
+    status = k.json("get", "job", name).get("status") or {}
+    for cond in status.get("conditions") or []:
+        if cond["type"] in ("Complete", "Failed", "SuccessCriteriaMet", "FailureTarget") and cond["status"] == "True":
+            return {"SuccessCriteriaMet": "Complete", "FailureTarget": "Failed"}.get(cond["type"], cond["type"])
+    return None
+
+
+def submit(k, run: str, cronjob: str = FULLNAME) -> float:
+    k("create", "job", f"--from=cronjob/{cronjob}", run)
+    return time.monotonic()
+
+
+def wait_job(k, run: str, timeout: float = 1200) -> str:
+    state = wait_for(lambda: job_state(k, run), timeout, f"job {run} to finish", interval=2)
+    return state
+
+
+def job_logs(k, run: str) -> str:
+    return k("logs", f"job/{run}", "--tail=-1", check=False)
+
+
+def daskclusters(k) -> list[str]:
+    return [d["metadata"]["name"] for d in k.json("get", "daskclusters")["items"]]
+
+
+def assert_same_results(got: dict, ref: dict) -> None:
+    for key in ("rows", "questions"):
+        assert got["counts"][key] == ref["counts"][key], key
+    assert got["cooccurrence"]["top"] == ref["cooccurrence"]["top"]
+    assert got["classifier"]["accuracy"] == pytest.approx(ref["classifier"]["accuracy"], abs=0.01)
+
+
+def save_timings():
+    print("timings:", json.dumps(TIMINGS))
+    (REPO / ".tools").mkdir(exist_ok=True)
+    (REPO / ".tools" / "e2e-k8s-timings.json").write_text(json.dumps(TIMINGS, indent=2) + "\n")
+
+
+# ------------------------------------------------------------------------------------------- the tests, in order
+
+def test_helm_test_checks_permissions_and_s3(k, release):
+    proc = k.helm("test", release, "--logs", "--timeout", "5m", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "BAD" not in proc.stdout and "output bucket posts is reachable" in proc.stdout
+
+
+def test_kubectl_job_results_equal_local_cluster(k, release, s3, reference):
+    t0 = submit(k, "run-1")
+    wait_for(lambda: any(running(p) for p in pods(k, "dask.org/component=worker")), 600,
+             "a first Dask worker running", interval=0.5)
+    TIMINGS["run1_job_to_first_worker_s"] = round(time.monotonic() - t0, 1)
+    state = wait_job(k, "run-1")
+    TIMINGS["run1_total_s"] = round(time.monotonic() - t0, 1)
+    out = job_logs(k, "run-1")
+    save_timings()
+    assert state == "Complete", out
+    assert "dashboard:" in out and "kubectl port-forward" in out
+    got = s3.report("runs/run-1")
+    assert_same_results(got, reference)
+    assert s3.secret not in out and s3.secret not in json.dumps(got)
+    wait_for(lambda: not daskclusters(k), 120, "the run's DaskCluster to be deleted")
+
+
+def test_warm_run_timing_and_worker_pod_deleted_mid_run(k, release, s3, reference):
+    t0 = submit(k, "run-2")
+    workers = wait_for(lambda: [p for p in pods(k, "dask.org/component=worker") if running(p)], 600,
+                       "a running Dask worker", interval=0.5)
+    TIMINGS["run2_warm_job_to_first_worker_s"] = round(time.monotonic() - t0, 1)
+    # Let the work start, then take a worker away: the operator replaces it and Dask recomputes.
+    wait_for(lambda: len([p for p in pods(k, "dask.org/component=worker") if running(p)]) >= 2, 300, "two workers")
+    time.sleep(8)
+    assert job_state(k, "run-2") is None, "the run finished before a worker could be deleted: use a larger dump"
+    victim = workers[0]["metadata"]["name"]
+    k("delete", "pod", victim, "--wait=false")
+    TIMINGS["run2_worker_deleted_after_s"] = round(time.monotonic() - t0, 1)
+    state = wait_job(k, "run-2")
+    TIMINGS["run2_total_s"] = round(time.monotonic() - t0, 1)
+    save_timings()
+    assert state == "Complete", job_logs(k, "run-2")
+    assert_same_results(s3.report("runs/run-2"), reference)
+    wait_for(lambda: not daskclusters(k), 120, "the run's DaskCluster to be deleted")
+
+
+def test_wrong_credential_fails_clearly_and_leaves_nothing(k, release, s3):
+    k("create", "secret", "generic", "s3-wrong", f"--from-literal=AWS_ACCESS_KEY_ID={s3.key}",
+      "--from-literal=AWS_SECRET_ACCESS_KEY=wrong-secret")
+    k.helm("install", "bad", REPO / "helm" / "posts-pipeline", *chart_values(k, "s3-wrong"), "--set", "tests.enabled=false",
+           "--wait", "--timeout", "3m")
+    try:
+        submit(k, "bad-1", cronjob="bad-posts-pipeline")
+        state = wait_job(k, "bad-1", timeout=600)
+        out = job_logs(k, "bad-1")
+        assert state == "Failed", out
+        assert "posts-pipeline: error:" in out, out
+        assert "Traceback" not in out
+        assert "wrong-secret" not in out
+        assert not daskclusters(k)
+        assert s3.keys("runs/bad-1") == []
+    finally:
+        k.helm("uninstall", "bad", "--wait", check=False)
+
+
+@pytest.mark.parametrize("verb, resource, namespace, allowed", [
+    ("create", "daskclusters.kubernetes.dask.org", None, True),
+    ("delete", "daskclusters.kubernetes.dask.org", None, True),
+    ("create", "daskautoscalers.kubernetes.dask.org", None, True),
+    ("get", "pods", None, True),
+    ("get", "secrets", None, False),
+    ("list", "secrets", None, False),
+    ("create", "pods", None, False),
+    ("create", "pods/exec", None, False),
+    ("create", "deployments.apps", None, False),
+    ("create", "daskclusters.kubernetes.dask.org", "default", False),
+    ("list", "pods", "kube-system", False),
+    ("get", "secrets", "kube-system", False),
+    ("create", "rolebindings.rbac.authorization.k8s.io", None, False),
+])
+def test_driver_service_account_can_only_what_kubecluster_needs(k, release, verb, resource, namespace, allowed):
+    where = namespace or k.namespace
+    proc = sh(TOOLS / "kubectl", "--kubeconfig", k.kubeconfig, "auth", "can-i", verb, resource, "-n", where,
+              f"--as=system:serviceaccount:{k.namespace}:{SA}", check=False)
+    assert proc.stdout.strip() == ("yes" if allowed else "no"), proc.stdout + proc.stderr
+
+
+def test_helm_uninstall_leaves_nothing(k, release, s3):
+    k.helm("uninstall", release, "--wait", "--timeout", "3m")
+    kinds = "all,configmaps,secrets,serviceaccounts,roles,rolebindings,cronjobs,jobs,daskclusters,daskworkergroups"
+
+    def gone():
+        left = k.json("get", kinds, "-l", f"app.kubernetes.io/instance={release}")["items"]
+        runs = [j["metadata"]["name"] for j in k.json("get", "jobs")["items"]]  # kubectl-created runs: owned by the CronJob
+        return not left and not runs and not daskclusters(k)
+
+    wait_for(gone, 180, "the release, its runs and their Dask clusters to be gone", interval=2)
+    secrets = [s["metadata"]["name"] for s in k.json("get", "secrets")["items"]]
+    assert set(secrets) <= {"s3-creds", "s3-wrong"}  # only what the test itself created
