@@ -18,7 +18,7 @@ PKGS=python3,python3-venv,python3-pip,ca-certificates,tini
 CACHE="${POSTS_PIPELINE_CACHE:-/var/cache/posts-pipeline}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 KEY="$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-12)"
-REPO=posts-pipeline-base
+REPO="${BASE_REPO:-posts-pipeline-base}"
 IMAGE="$REPO:$SUITE-$KEY"
 OUT="$CACHE/python-base-$SUITE-$KEY"
 
