@@ -10,7 +10,7 @@
 
 OUT="$CACHE/base-rootfs-$DEBIAN_SUITE-r$ROOTFS_REV"
 if done_marker "$OUT"; then log "cached: $OUT/rootfs.tar"; exit 0; fi
-command -v debootstrap >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null; }
+need debootstrap debootstrap
 
 rm -rf "$OUT"; mkdir -p "$OUT"
 ROOT="$OUT/rootfs"

@@ -12,6 +12,7 @@
 
 OUT="$CACHE/kubernetes-$K8S_VERSION"
 if done_marker "$OUT"; then log "cached: $OUT"; exit 0; fi
+need jq jq
 rm -rf "$OUT"; mkdir -p "$OUT/bin" "$OUT/src"
 cd "$OUT/src"
 

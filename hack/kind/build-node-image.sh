@@ -24,6 +24,7 @@ if done_marker "$OUT"; then
   echo "$NODE_IMAGE"; exit 0
 fi
 
+need jq jq
 K8S_BIN="$CACHE/kubernetes-$K8S_VERSION/bin"
 TOOLS="$CACHE/tools"
 KIND_FILES="$(go mod download -json "sigs.k8s.io/kind@$KIND_VERSION" | jq -r .Dir)/images/base/files"

@@ -18,6 +18,8 @@ build() {
   mark_done "$out"
 }
 
+need jq jq
+
 gobin() { GOBIN="$BIN" go install -trimpath "$@"; }
 
 # wrapped_build VERSION PKG... (go build flags in $WRAP_FLAGS): build packages

@@ -21,6 +21,9 @@ export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
 export GOMAXPROCS="${GOMAXPROCS:-2}"
 GO_BUILD=(go build -p "${GO_BUILD_JOBS:-2}" -trimpath)
 
+# need CMD PACKAGE: install a Debian package when its command is missing.
+need() { command -v "$1" >/dev/null || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+
 log() { echo "[$(date +%H:%M:%S)] $(basename "$0"): $*" >&2; }
 
 # done_or_run DIR CMD...: run CMD only if DIR/.done is missing, then mark it.
