@@ -388,10 +388,10 @@ class Started:
         self.closed = True
         if self.kube is not None:
             try:
-                self.kube.close(timeout=60)
+                self.kube.close(timeout=20)  # a pod stopped by SIGTERM has terminationGracePeriodSeconds in all
             except Exception as e:  # noqa: BLE001 - fall back to deleting it ourselves
                 log.warning("KubeCluster.close failed (%s); deleting DaskCluster %s directly", e, self.name)
-        delete_and_wait(self.api, self.name, self.namespace)
+        delete_and_wait(self.api, self.name, self.namespace, timeout=20)
 
 
 def start(settings: dict) -> Started:

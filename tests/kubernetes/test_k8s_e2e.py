@@ -366,6 +366,36 @@ def test_wrong_credential_fails_clearly_and_leaves_nothing(k, release, s3):
         k.helm("uninstall", "bad", "--wait", check=False)
 
 
+def test_unpullable_image_fails_with_the_cause_within_the_timeout(k, release, s3):
+    k.helm("install", "badimg", REPO / "helm" / "posts-pipeline", *chart_values(k, "s3-creds"),
+           "--set", "tests.enabled=false", "--set", "dask.startTimeout=90s",
+           "--set", "config.cluster.kubernetes.image=posts-pipeline:no-such-tag", "--wait", "--timeout", "3m")
+    try:
+        t0 = submit(k, "badimg-1", cronjob="badimg-posts-pipeline")
+        state = wait_job(k, "badimg-1", timeout=400)
+        TIMINGS["unpullable_image_failure_s"] = round(time.monotonic() - t0, 1)
+        out = job_logs(k, "badimg-1")
+        assert state == "Failed", out
+        assert "posts-pipeline:no-such-tag" in out and "cannot be pulled" in out, out
+        wait_for(lambda: not daskclusters(k), 60, "no DaskCluster left after the failed start")
+        assert s3.keys("runs/badimg-1") == []
+    finally:
+        k.helm("uninstall", "badimg", "--wait", check=False)
+
+
+def test_deleting_a_running_job_deletes_its_dask_cluster_and_partial_output(k, release, s3):
+    submit(k, "run-3")
+    wait_for(lambda: any(running(p) for p in pods(k, "dask.org/component=worker")), 600, "a running worker")
+    time.sleep(5)
+    t0 = time.monotonic()
+    k("delete", "job", "run-3", "--wait=false")  # the driver gets SIGTERM
+    wait_for(lambda: not daskclusters(k) and not pods(k, "dask.org/component=worker"), 180,
+             "the DaskCluster and its pods to go after SIGTERM")
+    TIMINGS["sigterm_to_cluster_gone_s"] = round(time.monotonic() - t0, 1)
+    save_timings()
+    wait_for(lambda: s3.keys("runs/run-3") == [], 60, "the interrupted run's partial output to be removed")
+
+
 @pytest.mark.parametrize("verb, resource, namespace, allowed", [
     ("create", "daskclusters.kubernetes.dask.org", None, True),
     ("delete", "daskclusters.kubernetes.dask.org", None, True),

@@ -234,3 +234,35 @@ def test_interrupted_start_deletes_the_daskcluster(monkeypatch):
 def test_missing_image_setting():
     with pytest.raises(PipelineError, match="image is needed"):
         kubernetes.start(settings(image=""))
+
+
+def test_connect_deletes_the_cluster_when_the_versions_differ(monkeypatch):
+    """cluster.connect("kubernetes"): a refused cluster (here: version mismatch) is deleted, not left running."""
+    from distributed import LocalCluster
+
+    from pipeline import cluster as clusters
+
+    class FakeStarted:
+        closed = 0
+
+        def __init__(self):
+            self.kube = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0")
+
+        def close(self):
+            FakeStarted.closed += 1
+            self.kube.close()
+
+    monkeypatch.setattr(kubernetes, "start", lambda settings: FakeStarted())
+
+    def mismatch(client):
+        raise PipelineError("version mismatch between this driver and the cluster")
+
+    monkeypatch.setattr(clusters, "check_versions", mismatch)
+    with pytest.raises(PipelineError, match="version mismatch"):
+        with clusters.connect("kubernetes", None, {}, "10s"):
+            pass
+    assert FakeStarted.closed == 1
+    monkeypatch.setattr(clusters, "check_versions", lambda client: None)
+    with clusters.connect("kubernetes", None, {}, "10s") as client:
+        assert client.submit(sum, [1, 2]).result() == 3
+    assert FakeStarted.closed == 2
