@@ -68,5 +68,6 @@ class Result(dict):
     """What one method produced and how long it took; compared across methods by ``agreement``.
 
     Keys: ``stages`` (name → wall seconds, in order), ``total``, ``questions``, ``cooccurrence``
-    (every tag beside the analytics tag → count), ``accuracy``.
+    (every tag beside the analytics tag → count), ``accuracy``; optionally ``wall``, the method's own
+    wall seconds when it does checking work after the job that must not be timed.
     """
