@@ -26,28 +26,31 @@ from pipeline.output import RunDirectory
 
 log = logging.getLogger(__name__)
 
-# Task-name prefixes → the stage they belong to, for the per-stage compute seconds.
+# Parts of task names → the stage they belong to (first match wins), for the compute seconds per stage.
 STAGE_OF_TASK = {
-    "load_block": "read+parse+questions",
+    "read-block": "read",
+    "load_block": "parse+questions",
     "clean_partition": "clean",
     "partials": "analytics",
-    "to_parquet": "write questions",
-    "read_parquet": "read questions",
-    "labelled": "classifier: select",
+    "parquet-labelled": "classifier: read+select",
+    "parquet": "write questions",
+    "predict": "classifier: hash+predict",
     "_transformer": "classifier: hash",
-    "_partial_fit": "classifier: fit",
-    "_predict": "classifier: predict",
+    "fit": "classifier: fit",
 }
 
 
-def _stage_seconds(stream: list[dict]) -> dict[str, float]:
+def _stage_totals(stream: list[dict]) -> tuple[dict[str, float], dict[str, int]]:
+    """Compute seconds and task counts per stage, from the scheduler's task stream."""
     seconds: dict[str, float] = defaultdict(float)
+    tasks: dict[str, int] = defaultdict(int)
     for task in stream:
         name = str(task["key"][0] if isinstance(task["key"], tuple) else task["key"])
-        stage = next((s for prefix, s in STAGE_OF_TASK.items() if prefix in name), None)
+        stage = next((s for part, s in STAGE_OF_TASK.items() if part in name), None)
         if stage:
+            tasks[stage] += 1
             seconds[stage] += sum(p["stop"] - p["start"] for p in task["startstops"] if p["action"] == "compute")
-    return {stage: round(s, 3) for stage, s in sorted(seconds.items())}
+    return {s: round(v, 3) for s, v in sorted(seconds.items())}, dict(sorted(tasks.items()))
 
 
 def _malformed_samples(stats: list[questions.BlockStats], limit: int) -> list[dict]:
@@ -140,6 +143,7 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
     out.write("model.joblib", _model_bytes(fitted))
     out.write("test_split.csv", pd.DataFrame({"id": test_ids}).to_csv(index=False))
     timings["total"] = round(time.perf_counter() - started, 3)
+    seconds, tasks = _stage_totals(stream1.data + stream2.data)
     result = {
         "status": "complete",
         "inputs": sorted({b.path for b in blocks}),
@@ -151,7 +155,8 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
         "settings": {"blocksize": config.get("blocksize"), "html_parser": config.get("clean.html-parser"),
                      "partitions": frame.npartitions},
         "timings": timings,
-        "compute_seconds_by_stage": _stage_seconds(stream1.data + stream2.data),
+        "compute_seconds_by_stage": seconds,
+        "tasks_by_stage": tasks,
         "versions": report.versions(),
     }
     out.write("report.html", report.to_html(result))

@@ -92,10 +92,14 @@ def test_outputs_are_complete_and_readable(finished):
     assert fitted["pipeline"].predict(["import pandas as pd\ndef f(self): pass"])[0] == 0
 
 
-def test_each_block_is_parsed_once(finished):
+def test_each_block_is_read_and_parsed_once(finished):
     result, _, _ = finished
-    # Parsing, cleaning and analytics run in one pass; the model reads the Parquet written by it.
-    assert set(result["compute_seconds_by_stage"]) >= {"read+parse+questions", "clean", "read questions"}
+    # Parsing, cleaning, writing and analytics share one pass; the model reads the Parquet it wrote.
+    partitions = result["settings"]["partitions"]
+    tasks = result["tasks_by_stage"]
+    assert tasks["read"] == tasks["parse+questions"] == tasks["clean"] == tasks["analytics"] == partitions
+    assert set(result["compute_seconds_by_stage"]) >= {"read", "parse+questions", "clean", "analytics",
+                                                       "write questions", "classifier: fit"}
 
 
 def test_failed_run_leaves_nothing_behind(posts, tmp_path, monkeypatch):
