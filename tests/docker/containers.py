@@ -14,7 +14,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(os.environ.get("POSTS_PIPELINE_REPO") or Path(__file__).resolve().parents[2])
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 IMAGE = os.environ.get("POSTS_PIPELINE_IMAGE", f"posts-pipeline:{VERSION}")
 OPERATOR_IMAGE = os.environ.get("POSTS_PIPELINE_OPERATOR_IMAGE", f"posts-pipeline-operator:{VERSION}")
