@@ -76,7 +76,7 @@ fi
 for target in "${TARGETS[@]}"; do
   name="$(image_of "$target")"
   log "building $name:$VERSION (target $target, base $BASE_IMAGE, key $KEY)"
-  docker build --quiet -f docker/Dockerfile --target "$target" "${BUILD_ARGS[@]}" \
+  docker build --quiet --force-rm -f docker/Dockerfile --target "$target" "${BUILD_ARGS[@]}" \
     -t "$name:$VERSION" -t "$name:latest" - <"$CTX/context.tar" >/dev/null
 done
 
