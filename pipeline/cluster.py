@@ -63,9 +63,45 @@ def _local(settings: dict) -> LocalCluster:
     )
 
 
+def _scheduler(address: str | None, connect_timeout: str) -> Client:
+    if not address:
+        raise PipelineError("--cluster scheduler needs --scheduler tcp://host:8786")
+    timeout = parse_timedelta(connect_timeout)
+    try:
+        client = Client(address, timeout=timeout)
+    except OSError as e:
+        raise PipelineError(f"cannot reach the scheduler at {address} within {connect_timeout}: {e}") from None
+    try:
+        client.wait_for_workers(1, timeout=timeout)
+        check_versions(client)
+    except TimeoutError:
+        client.close()
+        raise PipelineError(f"no worker joined the scheduler at {address} within {connect_timeout}") from None
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def _kubernetes(connect_timeout: str):
+    from pipeline import config, kubernetes
+
+    cluster = kubernetes.start(config.get("cluster.kubernetes"))
+    client = None
+    try:
+        client = Client(cluster.kube, timeout=parse_timedelta(connect_timeout))
+        check_versions(client)
+    except BaseException:
+        if client is not None:
+            client.close()
+        cluster.close()  # deletes the DaskCluster
+        raise
+    return client, cluster
+
+
 @contextmanager
 def connect(kind: str, scheduler_address: str | None, local: dict, connect_timeout: str) -> Iterator[Client]:
-    """A client for the chosen cluster, closed (and an embedded cluster stopped) on the way out."""
+    """A client for the chosen cluster, closed (and a cluster we started stopped) on the way out."""
     if kind not in KINDS:
         raise PipelineError(f"cluster kind must be one of {', '.join(KINDS)}, not {kind!r}")
     cluster = None
@@ -73,36 +109,9 @@ def connect(kind: str, scheduler_address: str | None, local: dict, connect_timeo
         cluster = _local(local)
         client = Client(cluster)
     elif kind == "scheduler":
-        if not scheduler_address:
-            raise PipelineError("--cluster scheduler needs --scheduler tcp://host:8786")
-        timeout = parse_timedelta(connect_timeout)
-        try:
-            client = Client(scheduler_address, timeout=timeout)
-        except OSError as e:
-            raise PipelineError(f"cannot reach the scheduler at {scheduler_address} within {connect_timeout}: {e}") from None
-        try:
-            client.wait_for_workers(1, timeout=timeout)
-        except TimeoutError:
-            client.close()
-            raise PipelineError(f"no worker joined the scheduler at {scheduler_address} within {connect_timeout}") from None
-        try:
-            check_versions(client)
-        except PipelineError:
-            client.close()
-            raise
+        client = _scheduler(scheduler_address, connect_timeout)
     else:
-        from pipeline import config, kubernetes
-
-        cluster = kubernetes.start(config.get("cluster.kubernetes"))
-        client = None
-        try:
-            client = Client(cluster.kube, timeout=parse_timedelta(connect_timeout))
-            check_versions(client)
-        except BaseException:
-            if client is not None:
-                client.close()
-            cluster.close()  # deletes the DaskCluster
-            raise
+        client, cluster = _kubernetes(connect_timeout)
     log.info("dashboard: %s", client.dashboard_link)
     try:
         yield client
