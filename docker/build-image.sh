@@ -76,8 +76,12 @@ fi
 for target in "${TARGETS[@]}"; do
   name="$(image_of "$target")"
   log "building $name:$VERSION (target $target, base $BASE_IMAGE, key $KEY)"
-  docker build --quiet --force-rm -f docker/Dockerfile --target "$target" "${BUILD_ARGS[@]}" \
-    -t "$name:$VERSION" -t "$name:latest" - <"$CTX/context.tar" >/dev/null
+  if ! docker build --force-rm -f docker/Dockerfile --target "$target" "${BUILD_ARGS[@]}" \
+      -t "$name:$VERSION" -t "$name:latest" - <"$CTX/context.tar" >"$CTX/build.log" 2>&1; then
+    log "docker build failed; last lines of its log:"
+    tail -n 40 "$CTX/build.log" >&2
+    exit 1
+  fi
 done
 
 # Dangling images from earlier keys take disk; drop the ones we made.
