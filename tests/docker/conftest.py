@@ -29,7 +29,7 @@ import pytest
 
 from containers import (
     BLOCKSIZE, IMAGE, LABEL, PID_LABEL, REPO, TEST_IMAGE, Session, docker, labelled, remove_labelled,
-    remove_stale_sessions, start_cluster, start_s3,
+    remove_stale_sessions, start_cluster, start_minio, start_s3,
 )
 
 SIZE = os.environ.get("POSTS_PIPELINE_E2E_SIZE", "40MB")
@@ -86,8 +86,17 @@ def session(engine):
         assert not left and not volumes, f"teardown left containers/networks {left}, volumes {volumes}"
 
 
+S3_SERVER = os.environ.get("POSTS_PIPELINE_E2E_S3", "moto")   # moto | minio
+
+
 @pytest.fixture(scope="session")
 def s3(session):
+    """The S3 API server: moto's (default), or MinIO (POSTS_PIPELINE_E2E_S3=minio, image from
+    docker/build-minio.sh)."""
+    if S3_SERVER == "minio":
+        image = subprocess.run([str(REPO / "docker" / "build-minio.sh")], capture_output=True, text=True,
+                               check=True, timeout=3600).stdout.strip()
+        return start_minio(session, image)
     return start_s3(session)
 
 

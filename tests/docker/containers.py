@@ -197,6 +197,26 @@ def start_s3(session: Session) -> S3:
     return server
 
 
+def start_minio(session: Session, image: str) -> S3:
+    """MinIO (built from the Go module proxy by docker/build-minio.sh), with a random root key."""
+    import secrets
+    import urllib.request
+
+    key, secret = f"pp{secrets.token_hex(6)}", secrets.token_urlsafe(24)
+    name = session.run("s3", image, alias="s3", publish=9000,
+                       env={"MINIO_ROOT_USER": key, "MINIO_ROOT_PASSWORD": secret, "MINIO_BROWSER": "off"})
+    endpoint = f"http://127.0.0.1:{session.port(name, 9000)}"
+
+    def live() -> bool:
+        with urllib.request.urlopen(f"{endpoint}/minio/health/ready", timeout=2) as resp:
+            return resp.status == 200
+
+    wait_for(live, 60, f"MinIO at {endpoint}")
+    server = S3(endpoint, "http://s3:9000", key, secret)
+    server.client().create_bucket(Bucket=BUCKET)
+    return server
+
+
 def socket_open(endpoint: str) -> bool:
     """moto answers HTTP (the published port accepts connections before the server listens).
     Asks moto's own API, which does not use up the unauthenticated actions."""
