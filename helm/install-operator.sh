@@ -48,8 +48,15 @@ echo "dask-kubernetes $VERSION operator chart: $CHART"
 
 # 1. CRDs, then wait until the API server serves them.
 "$KUBECTL" apply --server-side --force-conflicts -f "$CHART/crds/"
+#    A CRD created a moment ago may have no status yet, which `kubectl wait` reports as an error: retry.
 for crd in daskclusters daskworkergroups daskjobs daskautoscalers; do
-  "$KUBECTL" wait --for condition=established --timeout="$TIMEOUT" "crd/$crd.kubernetes.dask.org"
+  for try in $(seq 1 60); do
+    if "$KUBECTL" wait --for condition=established --timeout="$TIMEOUT" "crd/$crd.kubernetes.dask.org" 2>/dev/null; then
+      break
+    fi
+    [ "$try" -lt 60 ] || { echo "install-operator.sh: CRD $crd.kubernetes.dask.org not established" >&2; exit 1; }
+    sleep 1
+  done
 done
 
 # 2. The operator (CRDs skipped: applied above, and Helm never upgrades CRDs itself).

@@ -52,3 +52,11 @@ def kubernetes_version() -> str:
         if line.startswith("K8S_VERSION="):
             return ".".join(line.split("=", 1)[1].split()[0].lstrip("v").split(".")[:2])
     return "1.34"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """item.rep_setup/rep_call/rep_teardown, so that fixtures can tell whether their test failed."""
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, f"rep_{rep.when}", rep)

@@ -32,6 +32,7 @@ SA = FULLNAME
 BLOCKSIZE = "4MiB"
 DUMP_SIZE = "24MB"
 TIMINGS: dict = {}
+SUBMITTED: list[str] = []
 
 
 def sh(*cmd, check=True, timeout=600, input=None) -> subprocess.CompletedProcess:
@@ -239,7 +240,8 @@ def reference(dump, tmp_path_factory) -> dict:
 
 def chart_values(k, secret: str) -> list[str]:
     return ["--set", "image.tag=latest", "--set", f"s3.existingSecret={secret}",
-            "--set", f"s3.endpointUrl=http://s3.{k.namespace}.svc:{S3_PORT}",
+            # moto reads a dotted Host (s3.<ns>.svc) as a virtual-hosted bucket: use the short name (same namespace)
+            "--set", f"s3.endpointUrl=http://s3:{S3_PORT}",
             "--set", f"run.input=s3://{BUCKET}/Posts.xml", "--set", f"run.outputPrefix=s3://{BUCKET}/runs",
             "--set", "dask.workers=2", "--set", "dask.startTimeout=4m",
             "--set-json", f'run.extraArgs=["--blocksize","{BLOCKSIZE}","--no-progress"]',
@@ -271,9 +273,45 @@ def job_state(k, name: str) -> str | None:
     return None
 
 
+def live_workers(k) -> list[dict]:
+    """Running worker pods of existing DaskClusters (not those of a cluster being deleted)."""
+    alive = set(daskclusters(k))
+    return [p for p in pods(k, "dask.org/component=worker") if running(p) and not p["metadata"].get("deletionTimestamp")
+            and p["metadata"]["labels"].get("dask.org/cluster-name") in alive]
+
+
+def wait_first_worker(k, run: str, timeout: float = 600) -> list[dict]:
+    """Running worker pods, as soon as there is one; fails at once with the log if the run ends first."""
+    def check():
+        workers = live_workers(k)
+        if not workers and job_state(k, run):
+            raise AssertionError(f"job {run} ended ({job_state(k, run)}) before a worker ran:\n{job_logs(k, run)}")
+        return workers
+    return wait_for(check, timeout, f"a running Dask worker for {run}", interval=0.5)
+
+
 def submit(k, run: str, cronjob: str = FULLNAME) -> float:
     k("create", "job", f"--from=cronjob/{cronjob}", run)
+    SUBMITTED.append(run)
     return time.monotonic()
+
+
+@pytest.fixture(autouse=True)
+def stop_runs_of_failed_tests(request):
+    """A failed test deletes the runs it started (their drivers then delete their Dask clusters),
+    so that the next test starts from a namespace without Dask clusters."""
+    SUBMITTED.clear()
+    yield
+    report = getattr(request.node, "rep_call", None)
+    if SUBMITTED and (report is None or report.failed) and "k" in request.fixturenames:
+        k = request.getfixturevalue("k")
+        for run in SUBMITTED:
+            k("delete", "job", run, "--wait=false", check=False)
+        try:
+            wait_for(lambda: not daskclusters(k) and not pods(k, "dask.org/component=worker"), 180, "cleanup")
+        except AssertionError:
+            k("delete", "daskclusters", "--all", check=False)
+
 
 
 def wait_job(k, run: str, timeout: float = 1200) -> str:
@@ -305,15 +343,17 @@ def save_timings():
 # ------------------------------------------------------------------------------------------- the tests, in order
 
 def test_helm_test_checks_permissions_and_s3(k, release):
-    proc = k.helm("test", release, "--logs", "--timeout", "5m", check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "BAD" not in proc.stdout and "output bucket posts is reachable" in proc.stdout
+    # Succeeded test pods are deleted (hook-succeeded), failed ones stay for `kubectl logs`.
+    proc = k.helm("test", release, "--timeout", "5m", check=False)
+    failed = [p["metadata"]["name"] for p in pods(k, "app.kubernetes.io/component=test")]
+    logs = {p: k("logs", p, check=False) for p in failed}
+    assert proc.returncode == 0, proc.stdout + proc.stderr + json.dumps(logs, indent=1)
+    assert proc.stdout.count("Phase:          Succeeded") == 2, proc.stdout
 
 
 def test_kubectl_job_results_equal_local_cluster(k, release, s3, reference):
     t0 = submit(k, "run-1")
-    wait_for(lambda: any(running(p) for p in pods(k, "dask.org/component=worker")), 600,
-             "a first Dask worker running", interval=0.5)
+    wait_first_worker(k, "run-1")
     TIMINGS["run1_job_to_first_worker_s"] = round(time.monotonic() - t0, 1)
     state = wait_job(k, "run-1")
     TIMINGS["run1_total_s"] = round(time.monotonic() - t0, 1)
@@ -324,19 +364,19 @@ def test_kubectl_job_results_equal_local_cluster(k, release, s3, reference):
     got = s3.report("runs/run-1")
     assert_same_results(got, reference)
     assert s3.secret not in out and s3.secret not in json.dumps(got)
-    wait_for(lambda: not daskclusters(k), 120, "the run's DaskCluster to be deleted")
+    wait_for(lambda: not daskclusters(k) and not pods(k, "dask.org/component=worker"), 120,
+             "the run's DaskCluster and its pods to be deleted")
 
 
 def test_warm_run_timing_and_worker_pod_deleted_mid_run(k, release, s3, reference):
     t0 = submit(k, "run-2")
-    workers = wait_for(lambda: [p for p in pods(k, "dask.org/component=worker") if running(p)], 600,
-                       "a running Dask worker", interval=0.5)
+    workers = wait_first_worker(k, "run-2")
     TIMINGS["run2_warm_job_to_first_worker_s"] = round(time.monotonic() - t0, 1)
     # Let the work start, then take a worker away: the operator replaces it and Dask recomputes.
-    wait_for(lambda: len([p for p in pods(k, "dask.org/component=worker") if running(p)]) >= 2, 300, "two workers")
+    wait_for(lambda: len(live_workers(k)) >= 2, 300, "two workers")
     time.sleep(8)
     assert job_state(k, "run-2") is None, "the run finished before a worker could be deleted: use a larger dump"
-    victim = workers[0]["metadata"]["name"]
+    victim = live_workers(k)[0]["metadata"]["name"]
     k("delete", "pod", victim, "--wait=false")
     TIMINGS["run2_worker_deleted_after_s"] = round(time.monotonic() - t0, 1)
     state = wait_job(k, "run-2")
@@ -344,7 +384,8 @@ def test_warm_run_timing_and_worker_pod_deleted_mid_run(k, release, s3, referenc
     save_timings()
     assert state == "Complete", job_logs(k, "run-2")
     assert_same_results(s3.report("runs/run-2"), reference)
-    wait_for(lambda: not daskclusters(k), 120, "the run's DaskCluster to be deleted")
+    wait_for(lambda: not daskclusters(k) and not pods(k, "dask.org/component=worker"), 120,
+             "the run's DaskCluster and its pods to be deleted")
 
 
 def test_wrong_credential_fails_clearly_and_leaves_nothing(k, release, s3):
@@ -385,7 +426,7 @@ def test_unpullable_image_fails_with_the_cause_within_the_timeout(k, release, s3
 
 def test_deleting_a_running_job_deletes_its_dask_cluster_and_partial_output(k, release, s3):
     submit(k, "run-3")
-    wait_for(lambda: any(running(p) for p in pods(k, "dask.org/component=worker")), 600, "a running worker")
+    wait_first_worker(k, "run-3")
     time.sleep(5)
     t0 = time.monotonic()
     k("delete", "job", "run-3", "--wait=false")  # the driver gets SIGTERM
