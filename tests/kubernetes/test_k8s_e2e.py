@@ -424,6 +424,21 @@ def test_unpullable_image_fails_with_the_cause_within_the_timeout(k, release, s3
         k.helm("uninstall", "badimg", "--wait", check=False)
 
 
+def test_rbac_denied_is_named(k, release, s3):
+    """Without the chart's Role the driver is refused by the API server: one message naming RBAC."""
+    k.helm("install", "norbac", REPO / "helm" / "posts-pipeline", *chart_values(k, "s3-creds"),
+           "--set", "tests.enabled=false", "--set", "rbac.create=false", "--wait", "--timeout", "3m")
+    try:
+        submit(k, "norbac-1", cronjob="norbac-posts-pipeline")
+        state = wait_job(k, "norbac-1", timeout=300)
+        out = job_logs(k, "norbac-1")
+        assert state == "Failed", out
+        assert "permission denied by the Kubernetes API (RBAC)" in out and "Traceback" not in out, out
+        assert not daskclusters(k)
+    finally:
+        k.helm("uninstall", "norbac", "--wait", check=False)
+
+
 def test_deleting_a_running_job_deletes_its_dask_cluster_and_partial_output(k, release, s3):
     submit(k, "run-3")
     wait_first_worker(k, "run-3")
