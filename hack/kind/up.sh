@@ -32,11 +32,14 @@ CLUSTER="$(awk '$1=="name:"{print $2; exit}' "$CONFIG")"
 # Reuse a running cluster made from the same node image; otherwise recreate it.
 if "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
   have="$(docker inspect -f '{{.Config.Image}}' "$CLUSTER-control-plane" 2>/dev/null || true)"
+  # (After a machine or dockerd restart the old node containers may come back
+  # half-working: reuse the cluster only if its API and all nodes are ready.)
   if [ "$have" = "$NODE_IMAGE" ] && "$KIND" get kubeconfig --name "$CLUSTER" >"$KUBECONFIG_FILE" 2>/dev/null &&
-     "$TOOLS_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null 2>&1; then
+     timeout 30 "$TOOLS_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" get --raw /readyz >/dev/null 2>&1 &&
+     "$TOOLS_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" wait --for=condition=Ready nodes --all --timeout=90s >/dev/null 2>&1; then
     log "cluster $CLUSTER is up (image $NODE_IMAGE)"
   else
-    log "cluster $CLUSTER is stale (image ${have:-?}) or unreachable: recreating"
+    log "cluster $CLUSTER is stale (image ${have:-?}) or not ready: recreating"
     "$KIND" delete cluster --name "$CLUSTER"
   fi
 fi
