@@ -14,6 +14,7 @@ image-base: ## build the local Debian bookworm base image (debootstrap, cached)
 image: ## build posts-pipeline:<version> and posts-pipeline-operator:<version> (cached by content)
 	docker/build-image.sh
 
-e2e-docker: image $(BIN)/.installed ## scheduler + 2 workers + S3 server in containers: results, worker kill, version mismatch
+e2e-docker: image $(BIN)/.installed ## scheduler + 2 workers + MinIO in containers: results, worker kill, version mismatch
 	docker/build-image.sh --test
+	docker/build-minio.sh
 	$(BIN)/pytest -m docker tests/docker $(DOCKER_TEST_ARGS)

@@ -1,8 +1,9 @@
 """Fixtures for the multi-container tests (``make e2e-docker``).
 
 Everything runs in containers of the project's images on a user-defined Docker
-network of its own: an S3 API server (moto's, from ``posts-pipeline-test``, with
-authentication on), a ``dask scheduler`` and two ``dask worker`` containers from
+network of its own: an S3 API server (MinIO built from the Go module proxy by
+``docker/build-minio.sh``, or with ``POSTS_PIPELINE_E2E_S3=moto`` moto's server from
+``posts-pipeline-test`` with authentication on), a ``dask scheduler`` and two ``dask worker`` containers from
 ``posts-pipeline``, and the driver (``posts-pipeline run --scheduler …``) in a
 container of the same image. The host reaches them only through ports published
 on 127.0.0.1 (to upload the input, read the results and watch the scheduler).
@@ -86,13 +87,13 @@ def session(engine):
         assert not left and not volumes, f"teardown left containers/networks {left}, volumes {volumes}"
 
 
-S3_SERVER = os.environ.get("POSTS_PIPELINE_E2E_S3", "moto")   # moto | minio
+S3_SERVER = os.environ.get("POSTS_PIPELINE_E2E_S3", "minio")   # minio | moto
 
 
 @pytest.fixture(scope="session")
 def s3(session):
-    """The S3 API server: moto's (default), or MinIO (POSTS_PIPELINE_E2E_S3=minio, image from
-    docker/build-minio.sh)."""
+    """The S3 API server: MinIO, a real object store (default; image from docker/build-minio.sh,
+    built on first use), or moto's server (POSTS_PIPELINE_E2E_S3=moto)."""
     if S3_SERVER == "minio":
         image = subprocess.run([str(REPO / "docker" / "build-minio.sh")], capture_output=True, text=True,
                                check=True, timeout=3600).stdout.strip()
