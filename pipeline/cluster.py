@@ -8,11 +8,13 @@ with dask-kubernetes (see ``pipeline/kubernetes.py`` once it exists).
 from __future__ import annotations
 
 import logging
+import warnings
 from contextlib import contextmanager
 from collections.abc import Iterator
 
 from dask.utils import parse_timedelta
 from distributed import Client, LocalCluster
+from distributed.versions import VersionMismatchWarning
 
 from pipeline.errors import PipelineError
 
@@ -63,12 +65,19 @@ def _local(settings: dict) -> LocalCluster:
     )
 
 
+def _client(address, timeout: float) -> Client:
+    with warnings.catch_warnings():
+        # distributed prints its own table of version differences; check_versions says it in one line.
+        warnings.simplefilter("ignore", VersionMismatchWarning)
+        return Client(address, timeout=timeout)
+
+
 def _scheduler(address: str | None, connect_timeout: str) -> Client:
     if not address:
         raise PipelineError("--cluster scheduler needs --scheduler tcp://host:8786")
     timeout = parse_timedelta(connect_timeout)
     try:
-        client = Client(address, timeout=timeout)
+        client = _client(address, timeout)
     except OSError as e:
         raise PipelineError(f"cannot reach the scheduler at {address} within {connect_timeout}: {e}") from None
     try:
@@ -89,7 +98,7 @@ def _kubernetes(connect_timeout: str):
     cluster = kubernetes.start(config.get("cluster.kubernetes"))
     client = None
     try:
-        client = Client(cluster.kube, timeout=parse_timedelta(connect_timeout))
+        client = _client(cluster.kube, parse_timedelta(connect_timeout))
         check_versions(client)
     except BaseException:
         if client is not None:
