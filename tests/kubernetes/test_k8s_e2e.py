@@ -424,6 +424,24 @@ def test_unpullable_image_fails_with_the_cause_within_the_timeout(k, release, s3
         k.helm("uninstall", "badimg", "--wait", check=False)
 
 
+def test_adaptive_run_with_dask_autoscaler(k, release, s3, reference):
+    """--adapt MIN:MAX: the driver creates a DaskAutoscaler; the run completes with the same results."""
+    k.helm("install", "adapt", REPO / "helm" / "posts-pipeline", *chart_values(k, "s3-creds"),
+           "--set", "tests.enabled=false", "--set", "dask.adapt=1:2", "--wait", "--timeout", "3m")
+    try:
+        t0 = submit(k, "adapt-1", cronjob="adapt-posts-pipeline")
+        wait_first_worker(k, "adapt-1")
+        wait_for(lambda: k.json("get", "daskautoscalers")["items"] or job_state(k, "adapt-1"), 120, "a DaskAutoscaler")
+        state = wait_job(k, "adapt-1")
+        TIMINGS["adaptive_run_total_s"] = round(time.monotonic() - t0, 1)
+        assert state == "Complete", job_logs(k, "adapt-1")
+        assert_same_results(s3.report("runs/adapt-1"), reference)
+        wait_for(lambda: not daskclusters(k) and not k.json("get", "daskautoscalers")["items"], 120,
+                 "the DaskCluster and its DaskAutoscaler to be deleted")
+    finally:
+        k.helm("uninstall", "adapt", "--wait", check=False)
+
+
 def test_rbac_denied_is_named(k, release, s3):
     """Without the chart's Role the driver is refused by the API server: one message naming RBAC."""
     k.helm("install", "norbac", REPO / "helm" / "posts-pipeline", *chart_values(k, "s3-creds"),
