@@ -12,7 +12,7 @@ DEMO_OUT  ?= runs/demo
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help env system-deps demo test lock
+.PHONY: help env system-deps demo test unit lock
 
 help: ## list the tasks
 	@grep -hE '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -37,7 +37,12 @@ $(DEMO_DATA): | $(BIN)/.installed
 demo: $(BIN)/.installed $(DEMO_DATA) ## generate sample data and run the job on the embedded LocalCluster
 	$(BIN)/posts-pipeline run --input $(DEMO_DATA) --output $(DEMO_OUT) --overwrite
 
-test: $(BIN)/.installed system-deps ## run the test suite
+test: $(BIN)/.installed system-deps helm-tool ## every test: the suite, then end to end in Docker and on kind
+	$(BIN)/pytest $(PYTEST_ARGS)
+	$(MAKE) e2e-docker
+	$(MAKE) e2e-kind
+
+unit: $(BIN)/.installed system-deps helm-tool ## the suite alone (no Docker engine or cluster), a few minutes
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lock: ## re-resolve requirements/*.txt from pyproject.toml (needs network to PyPI)

@@ -11,5 +11,8 @@ kind-up: ## build or reuse the kind toolchain and node image, create the kind cl
 kind-down: ## delete the kind cluster
 	bash hack/kind/down.sh
 
-e2e-kind: kind-up $(BIN)/.installed ## bring up kind, then run the Kubernetes tests (pytest -m kind tests/kind)
-	KUBECONFIG=$(KIND_KUBECONFIG) PATH=$(CURDIR)/.tools/bin:$$PATH $(BIN)/pytest -m kind tests/kind $(PYTEST_ARGS)
+# The images are built (or found up to date) first, so that kind-up loads the current ones.
+e2e-kind: $(BIN)/.installed ## images, kind cluster, then the Kubernetes tests: smoke (tests/kind) and end to end (tests/kubernetes)
+	docker/build-image.sh --test
+	bash hack/kind/up.sh
+	KUBECONFIG=$(KIND_KUBECONFIG) PATH=$(CURDIR)/.tools/bin:$$PATH $(BIN)/pytest -m kind tests/kind tests/kubernetes $(PYTEST_ARGS)

@@ -2,7 +2,7 @@
 
 ``local`` starts an embedded LocalCluster; ``scheduler`` joins an existing one at
 ``tcp://host:8786`` after checking that its versions match ours; ``kubernetes`` starts workers
-with dask-kubernetes (see ``pipeline/kubernetes.py`` once it exists).
+with dask-kubernetes (``pipeline/kubernetes.py``).
 """
 
 from __future__ import annotations
