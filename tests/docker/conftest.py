@@ -39,16 +39,6 @@ INPUT_KEY = "input/Posts.xml"
 POSTS_PIPELINE = REPO / ".venv" / "bin" / "posts-pipeline"
 
 
-def pytest_collection_modifyitems(config, items):
-    """Deselect docker tests unless the -m expression names them."""
-    if "docker" in (config.getoption("markexpr") or ""):
-        return
-    selected = [i for i in items if i.get_closest_marker("docker")]
-    if selected:
-        config.hook.pytest_deselected(items=selected)
-        items[:] = [i for i in items if not i.get_closest_marker("docker")]
-
-
 def _require(condition: bool, message: str) -> None:
     if not condition:
         pytest.fail(message, pytrace=False)

@@ -25,16 +25,6 @@ BASE_IMAGE_HINT = "posts-pipeline/kind-rootfs"
 PROJECT_IMAGE = "posts-pipeline:latest"
 
 
-def pytest_collection_modifyitems(config, items):
-    """Deselect kind tests unless the -m expression names them."""
-    if "kind" in (config.getoption("markexpr") or ""):
-        return
-    kind_items = [i for i in items if i.get_closest_marker("kind")]
-    if kind_items:
-        config.hook.pytest_deselected(items=kind_items)
-        items[:] = [i for i in items if not i.get_closest_marker("kind")]
-
-
 class Kubectl:
     """Runs kubectl against the kind cluster and raises with its output on failure."""
 

@@ -18,16 +18,6 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "helm"))  # helm/check.py: the validation chart-lint runs
 
 
-def pytest_collection_modifyitems(config, items):
-    """Deselect kind tests unless the -m expression names them (as tests/kind does)."""
-    if "kind" in (config.getoption("markexpr") or ""):
-        return
-    kind_items = [i for i in items if i.get_closest_marker("kind")]
-    if kind_items:
-        config.hook.pytest_deselected(items=kind_items)
-        items[:] = [i for i in items if not i.get_closest_marker("kind")]
-
-
 def find_helm() -> str | None:
     cached = sorted(glob.glob(os.path.join(os.environ.get("POSTS_PIPELINE_CACHE", "/var/cache/posts-pipeline"),
                                            "tools", "helm-*", "bin", "helm")))
