@@ -372,12 +372,14 @@ def test_warm_run_timing_and_worker_pod_deleted_mid_run(k, release, s3, referenc
     t0 = submit(k, "run-2")
     workers = wait_first_worker(k, "run-2")
     TIMINGS["run2_warm_job_to_first_worker_s"] = round(time.monotonic() - t0, 1)
-    # Let the work start, then take a worker away: the operator replaces it and Dask recomputes.
+    # As soon as both workers compute, take one away: the operator replaces it and Dask recomputes.
+    # (Once both are up, this dump takes only seconds: waiting longer can miss the run.)
     wait_for(lambda: len(live_workers(k)) >= 2, 300, "two workers")
-    time.sleep(8)
-    assert job_state(k, "run-2") is None, "the run finished before a worker could be deleted: use a larger dump"
-    victim = live_workers(k)[0]["metadata"]["name"]
-    k("delete", "pod", victim, "--wait=false")
+    time.sleep(2)
+    running = live_workers(k)
+    assert running and job_state(k, "run-2") is None, "the run finished before a worker could be deleted: use a larger dump"
+    k("delete", "pod", running[0]["metadata"]["name"], "--wait=false")
+    assert job_state(k, "run-2") is None, "the run finished before the worker was deleted: use a larger dump"
     TIMINGS["run2_worker_deleted_after_s"] = round(time.monotonic() - t0, 1)
     state = wait_job(k, "run-2")
     TIMINGS["run2_total_s"] = round(time.monotonic() - t0, 1)
