@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -96,10 +97,27 @@ def node_images(kubectl) -> set[str]:
 
 
 @pytest.fixture(scope="session")
-def test_image(node_images) -> str:
-    """The project image if it was loaded into the cluster, else the node's base rootfs image."""
-    if any(n.endswith("/" + PROJECT_IMAGE) or n == PROJECT_IMAGE for n in node_images):
-        return PROJECT_IMAGE
+def test_image(kubectl, node_images) -> str:
+    """The project image if it was loaded into the cluster, else the node's base rootfs image.
+
+    ``make kind-up`` loads the project image whenever the host has it, but the kubelet reports newly
+    loaded images in the node status only at its next status update: wait for that, or the tests
+    would fall back to the base image right after a cluster is created.
+    """
+    on_host = shutil.which("docker") and subprocess.run(
+        ["docker", "image", "inspect", PROJECT_IMAGE], capture_output=True).returncode == 0
+    deadline = time.monotonic() + (180 if on_host else 0)
+    while True:
+        nodes = kubectl.json("get", "nodes")["items"]
+        if nodes and all(any(n.endswith("/" + PROJECT_IMAGE) or n == PROJECT_IMAGE
+                             for img in node["status"].get("images", []) for n in img.get("names") or [])
+                         for node in nodes):
+            return PROJECT_IMAGE
+        if time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    if on_host:
+        pytest.fail(f"{PROJECT_IMAGE} is on the host but the nodes do not report it after 180 s: run make kind-up")
     wanted = os.environ.get("POSTS_KIND_BASE_IMAGE")
     for n in sorted(node_images):
         if (wanted and n.endswith(wanted)) or (not wanted and BASE_IMAGE_HINT in n):
