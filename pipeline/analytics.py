@@ -13,6 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.clean import has_tag
+from pipeline.questions import arrow
 
 PARTIALS_META = pd.DataFrame(
     {"kind": pd.Series([], dtype=object), "key": pd.Series([], dtype=object), "count": pd.Series([], dtype="int64")}
@@ -26,7 +27,7 @@ def _counts(kind: str, values: pa.Array) -> pd.DataFrame:
 
 def partials(questions: pd.DataFrame, tag: str, classifier_tags: tuple[str, str]) -> pd.DataFrame:
     """Counts of one partition: ``tag`` (every tag), ``cooccur`` (tags beside ``tag``), ``year``, ``labelled``."""
-    tags = pa.array(questions["tags"].array)  # list<string>
+    tags = arrow(questions["tags"])  # list<string>
     flat = pc.list_flatten(tags)
     with_tag = has_tag(questions["tags"], tag)
     beside = pc.and_(pc.array_take(pa.array(with_tag), pc.list_parent_indices(tags)), pc.not_equal(flat, tag))

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import dask
 import dask.dataframe as dd
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -47,6 +48,12 @@ FIELDS: dict[str, pa.DataType] = {
     "ContentLicense": pa.string(),
 }
 PANDAS_TYPES = {pa.int64(): pd.Int64Dtype(), pa.string(): STRING}
+
+
+def arrow(column: pd.Series) -> pa.Array:
+    """An Arrow-backed pandas column as one Arrow array (an empty one comes as a chunked array)."""
+    values = pa.array(column)
+    return values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
 
 
 def snake_case(name: str) -> str:
@@ -88,9 +95,8 @@ STATS_META = pd.DataFrame(
 )
 
 
-def _typed(values: list[str | None], kind: pa.DataType) -> tuple[pa.Array, pa.Array | None]:
-    """An Arrow column of ``kind``, and a mask of values that do not fit it (None when all fit)."""
-    column = pa.array(values, pa.string())
+def _typed(column: pa.Array, kind: pa.DataType) -> tuple[pa.Array, pa.Array | None]:
+    """``column`` (strings) as ``kind``, and a mask of values that do not fit it (None when all fit)."""
     if kind == pa.string():
         return column, None
     fits = pc.match_substring_regex(column, INTEGER if kind == pa.int64() else TIMESTAMP)
@@ -100,30 +106,35 @@ def _typed(values: list[str | None], kind: pa.DataType) -> tuple[pa.Array, pa.Ar
     return pc.cast(pc.if_else(bad, pa.scalar(None, pa.string()), column), kind), bad
 
 
-def frame(questions: list[tuple[int, dict[str, str]]]) -> tuple[pd.DataFrame, list[Malformed]]:
+def frame(parsed: parse.Parsed) -> tuple[pd.DataFrame, list[Malformed]]:
     """Typed questions, and the rows whose values do not fit their fields (removed from the frame)."""
     columns, rejected = {}, {}
+    rows = len(parsed.question_lines)
     for name, kind in FIELDS.items():
-        columns[COLUMNS[name]], bad = _typed([attrs.get(name) for _, attrs in questions], kind)
+        values = parsed.attributes.get(name, pa.nulls(rows, pa.string()))
+        columns[COLUMNS[name]], bad = _typed(values, kind)
         if bad is not None:
             for i in pc.indices_nonzero(bad).to_pylist():
-                rejected.setdefault(i, f"{name}={questions[i][1][name]!r} is not a {kind}")
+                rejected.setdefault(i, f"{name}={values[i].as_py()!r} is not a {kind}")
     table = pa.table(columns, schema=SCHEMA)
     if rejected:
-        keep = pa.array([i not in rejected for i in range(len(questions))])
+        keep = np.ones(rows, dtype=bool)
+        keep[list(rejected)] = False
         table = table.filter(keep)
-    malformed = [Malformed(questions[i][0], reason, "") for i, reason in sorted(rejected.items())]
+    malformed = [
+        Malformed(line, reason, parsed.lines[line - 1].as_py()[: parse.SNIPPET])
+        for line, reason in sorted((int(parsed.question_lines[i]), reason) for i, reason in rejected.items())
+    ]
     return table.to_pandas(types_mapper=PANDAS_TYPES.get), malformed
 
 
 def load_block(data: bytes, path: str, index: int, samples: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One block of XML → its typed questions and its statistics (the task every partition starts with)."""
-    lines = read.lines(data)
-    parsed = parse.parse_lines(lines)
-    questions, rejected = frame(parsed.questions)
+    parsed = parse.parse_block(data)
+    questions, rejected = frame(parsed)
     parsed.post_types[parse.QUESTION] -= len(rejected)  # counted as malformed instead
-    malformed = sorted(parsed.malformed + [m._replace(text=lines[m.line - 1].strip()[: parse.SNIPPET]) for m in rejected])
-    stats = BlockStats(path, index, parsed.lines, parsed.post_types, len(malformed), malformed[:samples])
+    malformed = sorted(parsed.malformed + rejected)
+    stats = BlockStats(path, index, len(parsed.lines), parsed.post_types, len(malformed), malformed[:samples])
     return questions, stats.to_frame()
 
 

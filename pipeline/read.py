@@ -1,12 +1,11 @@
 """Read: a path, a glob or an s3:// URL of Posts.xml → blocks of whole lines, one task each.
 
 No ``sed`` step: blocks are cut at newlines by ``dask.bytes.read_bytes`` and the XML
-declaration, ``<posts>``, the BOM and CRLF are dealt with line by line in ``lines``.
+declaration, ``<posts>``, the BOM and CRLF are dealt with by the parser (``parse.split_lines``).
 """
 
 from __future__ import annotations
 
-import codecs
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -58,20 +57,6 @@ def blocks(urlpaths: str | list[str], blocksize: str | int, storage_options: dic
                 **storage_options,
             )
         out += [Block(path, i, data) for i, data in enumerate(per_file[0])]
-    return out
-
-
-def lines(data: bytes) -> list[str]:
-    """The text lines of a block: BOM removed, CR removed, undecodable bytes kept as surrogates.
-
-    Lines are not stripped or dropped here, so that positions stay true line numbers.
-    """
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
-    text = data.decode("utf-8", errors="surrogateescape")
-    out = text.split("\n")
-    if out and out[-1] == "":
-        out.pop()
     return out
 
 
