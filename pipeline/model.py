@@ -1,83 +1,121 @@
 """Model: tell two tags apart (python vs r by default) from question text, with dask-ml.
 
-The blog's recipe — ``train_test_split``, ``LabelEncoder``, ``HashingVectorizer``,
-``Incremental(SGDClassifier(penalty="l1"))`` — made to run on current releases: categories are
-given explicitly (``LabelEncoder`` fails on unknown ones), the vectorizer gets a dask array
-(dask/dask#11207), and the split is seeded so that a run can be repeated. The model is the blog's,
-plain SGD: averaged SGD (``average=True``) was tried and, in one pass over 200 MB, averages in the
-large early steps: 0.953 mean accuracy (0.924–0.970 over five row orders) against plain SGD's
-0.975 (±0.0002); on 10 MB both averaged 0.989 (measured with bench/fast_pandas's split).
+The blog's recipe — ``HashingVectorizer`` and ``Incremental(SGDClassifier(penalty="l1"))`` — on
+the questions tagged with exactly one of the two tags. ``labelled`` picks them out in the first
+pass, block by block, and holds back a fraction for scoring by a seeded hash of each question's
+id: a question is on the same side of the split whatever the blocks, workers or row order
+(dask-ml's ``train_test_split`` draws per partition, so its split moves when the partitioning
+does). The labels are encoded once, explicitly: 0 for the first tag, 1 for the second. The first
+pass writes the labelled questions as Parquet, one file per block, and counts them; ``train``
+then builds dask arrays of known shapes from those files (empty ones left out: ``partial_fit``
+refuses an empty block), so that each file is read once for the fit and once for the scores,
+and the model steps through the blocks while both workers hash the next ones.
+The model is the blog's, plain SGD: averaged SGD (``average=True``) was tried and, in one pass
+over 200 MB, averages in the large early steps: 0.953 mean accuracy (0.924–0.970 over five row
+orders) against plain SGD's 0.975 (±0.0002); on 10 MB both averaged 0.989.
 """
 
 from __future__ import annotations
 
-import math
-
 import dask
+import dask.array as da
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from dask_ml.feature_extraction.text import HashingVectorizer
-from dask_ml.model_selection import train_test_split
-from dask_ml.preprocessing import LabelEncoder
 from dask_ml.wrappers import Incremental
+from fsspec.core import url_to_fs
 from sklearn.linear_model import SGDClassifier
 from sklearn.metrics import confusion_matrix
 from sklearn.pipeline import make_pipeline
 
 from pipeline.clean import has_tag
+from pipeline.questions import STRING
+
+LABELLED_SCHEMA = pa.schema([("id", pa.int64()), ("text", pa.large_string()), ("label", pa.int8()), ("test", pa.bool_())])
+LABELLED_META = LABELLED_SCHEMA.empty_table().to_pandas(types_mapper={pa.large_string(): STRING}.get)
+COUNTS_META = pd.DataFrame({"train": pd.Series([], dtype="int64"), "test": pd.Series([], dtype="int64")})
 
 
-def labelled(questions: pd.DataFrame, labels: tuple[str, str]) -> pd.DataFrame:
-    """The questions tagged with exactly one of ``labels``: their id, text and which label."""
+def held_back(ids: np.ndarray, test_size: float, random_state: int) -> np.ndarray:
+    """Which questions are held back for scoring: a seeded hash of the id below ``test_size``."""
+    salt = pd.util.hash_array(np.array([random_state]).astype("uint64"))[0]
+    hashes = pd.util.hash_array(ids.astype("uint64") ^ salt)
+    return (hashes >> np.uint64(11)).astype(np.float64) / 2.0**53 < test_size
+
+
+def labelled(questions: pd.DataFrame, labels: tuple[str, str], test_size: float, random_state: int) -> pd.DataFrame:
+    """The questions tagged with exactly one of ``labels``: id, text, label (0 or 1) and held back or not."""
     first, second = (has_tag(questions["tags"], name) for name in labels)
     keep = first != second
+    ids = questions["id"].to_numpy(dtype="int64", na_value=-1)[keep]
     return pd.DataFrame(
         {
-            "id": questions["id"].to_numpy(dtype="int64", na_value=-1)[keep],
-            "text": questions["body_text"].to_numpy(dtype=object, na_value="")[keep],
-            "label": pd.Categorical(np.where(first[keep], labels[0], labels[1]), categories=list(labels)),
+            "id": ids,
+            "text": questions["body_text"].fillna("")[keep].array,
+            "label": second[keep].astype("int8"),
+            "test": held_back(ids, test_size, random_state),
         },
         index=questions.index[keep],
     )
+
+
+def counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """One row per block: how many of its labelled questions train and how many score."""
+    test = int(frame["test"].sum())
+    return pd.DataFrame({"train": [len(frame) - test], "test": [test]})
+
+
+def part_file(index: int) -> str:
+    """The file of block ``index`` in a Parquet directory written by the first pass."""
+    return f"part.{index}.parquet"
+
+
+def read_block(path: str, storage_options: dict) -> dict[str, np.ndarray]:
+    """One block's labelled questions, split into training and held-back arrays."""
+    fs, path = url_to_fs(path, **storage_options)
+    with fs.open(path, "rb") as f:
+        table = pq.read_table(f).to_pandas()
+    test = table["test"].to_numpy()
+    return {
+        "x_train": table["text"].to_numpy(dtype=object)[~test], "y_train": table["label"].to_numpy()[~test],
+        "x_test": table["text"].to_numpy(dtype=object)[test], "y_test": table["label"].to_numpy()[test],
+        "ids_test": table["id"].to_numpy()[test],
+    }
+
+
+def _arrays(blocks: list, sizes: list[int], part: str, dtype) -> da.Array:
+    chunks = [da.from_delayed(block[part], shape=(n,), dtype=dtype) for block, n in zip(blocks, sizes) if n]
+    return da.concatenate(chunks) if chunks else da.empty((0,), dtype=dtype)
 
 
 def vectorizer() -> HashingVectorizer:
     return HashingVectorizer(stop_words="english")
 
 
-def train(questions, labels: tuple[str, str], n_rows: int, test_size: float, random_state: int,
-          rows_per_partition: int) -> tuple[dict, dict, np.ndarray]:
-    """Fit on a seeded split of the labelled questions; return the scores, the model and the test ids.
-
-    ``n_rows`` (labelled questions, counted in the analytics pass) sets the partitioning after
-    filtering, so that partitions are neither tiny nor huge whatever the input.
-    """
-    meta = pd.DataFrame({"id": pd.Series([], dtype="int64"), "text": pd.Series([], dtype=object),
-                         "label": pd.Categorical([], categories=list(labels))})
-    data = questions.map_partitions(labelled, labels, meta=meta)
-    data = data.repartition(npartitions=max(1, min(data.npartitions, math.ceil(n_rows / rows_per_partition))))
-    # Held in worker memory once: the encoder, the fit and the prediction would each re-read the
-    # Parquet and re-select otherwise. Only the labelled questions' text, a fraction of the input.
-    data = data.persist()
-    x_train, x_test, y_train, y_test, _, test_ids = train_test_split(
-        data["text"], data["label"], data["id"], test_size=test_size, random_state=random_state, shuffle=True
-    )
-    encoder = LabelEncoder().fit(y_train)
-    y_train, y_test = encoder.transform(y_train), encoder.transform(y_test)
+def train(files: list[str], block_counts: pd.DataFrame, labels: tuple[str, str], random_state: int,
+          storage_options: dict) -> tuple[dict, dict, np.ndarray]:
+    """Fit on the training questions of ``files``; return the scores, the model and the held-back ids."""
+    blocks = [dask.delayed(read_block, pure=True)(f, storage_options) for f in files]
+    n_train, n_test = block_counts["train"].tolist(), block_counts["test"].tolist()
+    x_train, y_train = _arrays(blocks, n_train, "x_train", object), _arrays(blocks, n_train, "y_train", "int8")
+    x_test, y_test = _arrays(blocks, n_test, "x_test", object), _arrays(blocks, n_test, "y_test", "int8")
+    ids_test = _arrays(blocks, n_test, "ids_test", "int64")
     hashing = vectorizer()
-    x_train, x_test = hashing.transform(x_train.to_dask_array()), hashing.transform(x_test.to_dask_array())
-
-    classifier = Incremental(SGDClassifier(penalty="l1", random_state=random_state), scoring="accuracy")
-    classifier.fit(x_train, y_train, classes=[0, 1])
+    classifier = Incremental(SGDClassifier(penalty="l1", random_state=random_state), scoring="accuracy",
+                             random_state=random_state)
+    classifier.fit(hashing.transform(x_train), y_train, classes=[0, 1])
     # The fitted model (a dense array of 2**20 hashed features) travels once with this graph.
     with dask.config.set({"distributed.admin.large-graph-warning-threshold": "128MiB"}):
-        predicted, actual, test_ids = dask.compute(classifier.predict(x_test), y_test, test_ids.to_dask_array())
+        predicted = classifier.predict(hashing.transform(x_test)) if sum(n_test) else da.empty((0,), dtype="int8")
+        predicted, actual, test_ids = dask.compute(predicted, y_test, ids_test)
     scores = {
         "tags": list(labels),
         "accuracy": float(np.mean(predicted == actual)) if len(actual) else float("nan"),
-        "train_rows": int(n_rows - len(actual)),
+        "train_rows": int(sum(n_train)),
         "test_rows": int(len(actual)),
         "confusion_matrix": confusion_matrix(actual, predicted, labels=[0, 1]).tolist(),
     }
-    model = {"labels": list(encoder.classes_), "pipeline": make_pipeline(vectorizer(), classifier.estimator_)}
+    model = {"labels": list(labels), "pipeline": make_pipeline(vectorizer(), classifier.estimator_)}
     return scores, model, test_ids

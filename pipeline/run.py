@@ -1,8 +1,9 @@
 """Run: the stages in order, on whichever cluster, into one run directory.
 
 Pass 1 reads, parses, types and cleans every block once, and in the same graph writes the
-cleaned questions as Parquet and sums the analytics — nothing is recomputed and nothing the
-size of the input is held in memory. Pass 2 trains the classifier from that Parquet.
+cleaned questions and the labelled ones (the classifier's data) as Parquet and sums the
+analytics — nothing is recomputed and nothing the size of the input is held in memory. Pass 2
+trains and scores the classifier from the labelled Parquet, block by block.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import warnings
 from collections import Counter, defaultdict
 
 import dask
-import dask.dataframe as dd
 import joblib
 import pandas as pd
 from distributed import Client, get_task_stream, progress
@@ -32,8 +32,9 @@ STAGE_OF_TASK = {
     "load_block": "parse+questions",
     "clean_partition": "clean",
     "partials": "analytics",
-    "parquet-labelled": "classifier: read+select",
-    "parquet": "write questions",
+    "labelled": "select labelled",
+    "parquet": "write Parquet",
+    "read_block": "classifier: read",
     "predict": "classifier: hash+predict",
     "_transformer": "classifier: hash",
     "fit": "classifier: fit",
@@ -107,12 +108,22 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
         schema=clean.PARQUET_SCHEMA,
     )
     parts = cleaned.map_partitions(analytics.partials, tag, labels, meta=analytics.PARTIALS_META)
+    training = cleaned.map_partitions(
+        model.labelled, labels, config.get("classifier.test-size"), config.get("classifier.random-state"),
+        meta=model.LABELLED_META,
+    )
+    training_written = training.to_parquet(
+        out.path("labelled"), compute=False, write_index=False, storage_options=storage_options,
+        name_function=model.part_file, schema=model.LABELLED_SCHEMA,
+    )
+    block_counts = training.map_partitions(model.counts, meta=model.COUNTS_META)
     if visualize:  # dask cannot draw the Parquet write; everything before it is drawn
         _visualize(visualize, parts, stats)
 
     log.info("pass 1: read, parse, clean, write questions, count tags")
     with get_task_stream(client) as stream1, read.storage_errors(f"{', '.join(inputs)} or {out.url}"):
-        _, parts, stats = _compute(client, [written, parts, stats], show_progress)
+        _, _, parts, stats, block_counts = _compute(
+            client, [written, training_written, parts, stats, block_counts], show_progress)
     stats = questions.BlockStats.from_frame(stats)
     timings["parse, clean, write, analytics"] = round(time.perf_counter() - started, 3)
     results = analytics.combine(parts, tag, top)
@@ -127,14 +138,13 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
     log.info("%d rows, %d questions, %d malformed lines", counts["rows"], counts["questions"], counts["malformed"])
 
     log.info("pass 2: classifier %s vs %s on %d questions", *labels, results["labelled_questions"])
+    if not block_counts["train"].sum():
+        raise PipelineError(f"no question is tagged with exactly one of {labels[0]} and {labels[1]}: nothing to train on")
     t = time.perf_counter()
     with get_task_stream(client) as stream2:
-        saved = dd.read_parquet(out.path("questions"), columns=["id", "tags", "body_text"],
-                                storage_options=storage_options, dtype_backend="pyarrow")
-        scores, fitted, test_ids = model.train(
-            saved, labels, results["labelled_questions"], config.get("classifier.test-size"),
-            config.get("classifier.random-state"), config.get("classifier.rows-per-partition"),
-        )
+        files = [f"{out.path('labelled')}/{model.part_file(i)}" for i in range(len(block_counts))]
+        scores, fitted, test_ids = model.train(files, block_counts, labels, config.get("classifier.random-state"),
+                                               storage_options)
     timings["classifier"] = round(time.perf_counter() - t, 3)
     log.info("accuracy %.4f on %d test questions", scores["accuracy"], scores["test_rows"])
 

@@ -94,12 +94,14 @@ def test_outputs_are_complete_and_readable(finished):
 
 def test_each_block_is_read_and_parsed_once(finished):
     result, _, _ = finished
-    # Parsing, cleaning, writing and analytics share one pass; the model reads the Parquet it wrote.
+    # Parsing, cleaning, writing and analytics share one pass; the model reads the labelled
+    # questions that pass wrote, each block's file once to fit and once to score.
     partitions = result["settings"]["partitions"]
     tasks = result["tasks_by_stage"]
     assert tasks["read"] == tasks["parse+questions"] == tasks["clean"] == tasks["analytics"] == partitions
+    assert tasks["select labelled"] == partitions and tasks["classifier: read"] <= 2 * partitions
     assert set(result["compute_seconds_by_stage"]) >= {"read", "parse+questions", "clean", "analytics",
-                                                       "write questions", "classifier: fit"}
+                                                       "write Parquet", "classifier: fit"}
 
 
 def test_failed_run_leaves_nothing_behind(posts, tmp_path, monkeypatch):

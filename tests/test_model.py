@@ -1,0 +1,30 @@
+"""The classifier's data: which questions are labelled, how, and which are held back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline import clean, model
+
+
+def test_held_back_fraction_and_seed():
+    ids = np.arange(1, 200_001)
+    held = model.held_back(ids, 0.2, random_state=0)
+    assert abs(held.mean() - 0.2) < 0.005
+    assert (model.held_back(ids[::-1], 0.2, 0) == held[::-1]).all()  # per question, not per position
+    other = model.held_back(ids, 0.2, random_state=1)
+    assert abs(other.mean() - 0.2) < 0.005 and (other != held).mean() > 0.2
+    assert not model.held_back(ids, 0.0, 0).any() and model.held_back(ids, 1.0, 0).all()
+
+
+def test_labelled_keeps_exactly_one_of_the_tags_and_encodes_it():
+    frame = pd.DataFrame({
+        "id": pd.array([1, 2, 3, 4], dtype="Int64"),
+        "tags": pd.Series([["python"], ["r", "ggplot2"], ["python", "r"], ["sql"]], dtype=clean.TAG_LIST),
+        "body_text": pd.array(["a", "b", "c", None], dtype="string[pyarrow]"),
+    })
+    out = model.labelled(frame, ("python", "r"), test_size=0.0, random_state=0)
+    assert out["id"].tolist() == [1, 2] and out["label"].tolist() == [0, 1] and out["text"].tolist() == ["a", "b"]
+    assert list(out.dtypes) == list(model.LABELLED_META.dtypes)
+    assert model.counts(out).iloc[0].tolist() == [2, 0]
