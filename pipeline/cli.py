@@ -112,8 +112,6 @@ def _add_run(sub) -> None:
 
 
 def _run(args) -> int:
-    from pipeline.run import run
-
     if args.scheduler and not args.cluster:
         args.cluster = "scheduler"
     options = dict(args.storage_option)
@@ -121,6 +119,12 @@ def _run(args) -> int:
     config.load(args.config, flags)
     if options:
         config.load(flags={"storage-options": {**config.get("storage-options"), **options}})
+    if config.get("cluster.kind") == "local":
+        from pipeline.cluster import prepare_local
+
+        prepare_local(config.get("cluster.local"))  # the workers' imports start now, beside ours
+    from pipeline.run import run
+
     result = run()
     clf = result["classifier"]
     print(

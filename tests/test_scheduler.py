@@ -81,7 +81,8 @@ def _config(tmp_path, line: str):
 
 @pytest.mark.cluster
 def test_embedded_cluster_serves_its_dashboard():
-    local = {"n-workers": 1, "threads-per-worker": 1, "memory-limit": "1GiB", "dashboard-address": ":0"}
+    local = {"n-workers": 1, "threads-per-worker": 1, "memory-limit": "1GiB", "dashboard-address": ":0",
+             "start-method": "auto"}
     with cluster.connect("local", None, local, "30s") as client:
         with urllib.request.urlopen(client.dashboard_link, timeout=30) as page:
             assert page.status == 200 and b"Dask" in page.read()
