@@ -97,13 +97,11 @@ def vectorizer() -> HashingVectorizer:
 def train(files: list[str], block_counts: pd.DataFrame, labels: tuple[str, str], random_state: int,
           storage_options: dict) -> tuple[dict, dict, np.ndarray]:
     """Fit on the training questions of ``files``; return the scores, the model and the held-back ids."""
-    # Fresh keys for each of the two computations (fit, then score): a key computed, released and
-    # submitted again at once can be lost between scheduler and worker, and the run then hangs.
-    reads, scoring_reads = ([dask.delayed(read_block, pure=False)(f, storage_options) for f in files] for _ in "12")
+    blocks = [dask.delayed(read_block, pure=True)(f, storage_options) for f in files]
     n_train, n_test = block_counts["train"].tolist(), block_counts["test"].tolist()
-    x_train, y_train = _arrays(reads, n_train, "x_train", object), _arrays(reads, n_train, "y_train", "int8")
-    x_test, y_test = _arrays(scoring_reads, n_test, "x_test", object), _arrays(scoring_reads, n_test, "y_test", "int8")
-    ids_test = _arrays(scoring_reads, n_test, "ids_test", "int64")
+    x_train, y_train = _arrays(blocks, n_train, "x_train", object), _arrays(blocks, n_train, "y_train", "int8")
+    x_test, y_test = _arrays(blocks, n_test, "x_test", object), _arrays(blocks, n_test, "y_test", "int8")
+    ids_test = _arrays(blocks, n_test, "ids_test", "int64")
     hashing = vectorizer()
     classifier = Incremental(SGDClassifier(penalty="l1", random_state=random_state), scoring="accuracy",
                              random_state=random_state)
