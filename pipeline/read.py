@@ -6,6 +6,7 @@ declaration, ``<posts>``, the BOM and CRLF are dealt with by the parser (``parse
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -42,16 +43,28 @@ def expand(urlpaths: str | list[str], storage_options: dict) -> list[str]:
     return paths
 
 
-def blocks(urlpaths: str | list[str], blocksize: str | int, storage_options: dict) -> list[Block]:
-    """Blocks of every input file. Compressed files (.gz, .bz2, …) cannot be split: one block each."""
+def even_blocksize(size: int, blocksize: int, multiple: int) -> int:
+    """At most ``blocksize``, cutting ``size`` bytes into a multiple of ``multiple`` blocks of equal size,
+    so that no worker is left with one block more than the others at the end."""
+    count = max(1, math.ceil(size / blocksize))
+    return max(1, math.ceil(size / (math.ceil(count / multiple) * multiple)))
+
+
+def blocks(urlpaths: str | list[str], blocksize: str | int, storage_options: dict, multiple: int = 1) -> list[Block]:
+    """Blocks of every input file, ``multiple`` per file or a multiple of it (see ``even_blocksize``).
+
+    Compressed files (.gz, .bz2, …) cannot be split: one block each.
+    """
+    blocksize = parse_bytes(blocksize) if isinstance(blocksize, str) else blocksize
     out = []
     for path in expand(urlpaths, storage_options):
         compression = infer_compression(path)
         with storage_errors(path):
+            fs, _, _ = fsspec.get_fs_token_paths(path, storage_options=storage_options)
             _, per_file = read_bytes(
                 path,
                 delimiter=b"\n",
-                blocksize=None if compression else parse_bytes(blocksize) if isinstance(blocksize, str) else blocksize,
+                blocksize=None if compression else even_blocksize(fs.size(path), blocksize, multiple),
                 sample=False,
                 compression=compression,
                 **storage_options,

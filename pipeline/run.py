@@ -99,7 +99,8 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
-    blocks = read.blocks(inputs, config.get("blocksize"), storage_options)
+    workers = sum(client.nthreads().values())
+    blocks = read.blocks(inputs, config.get("blocksize"), storage_options, multiple=max(1, workers))
     log.info("reading %d file(s) in %d blocks", len({b.path for b in blocks}), len(blocks))
     frame, stats = questions.load(blocks, samples=config.get("report.malformed-samples"))
     cleaned = clean.clean(frame, config.get("clean.html-parser"))

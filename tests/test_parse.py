@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from pipeline import clean, parse, questions
+from pipeline import clean, parse, questions, read
 from pipeline.generate import xml_attr
 
 
@@ -170,3 +170,12 @@ def test_parser_accepts_exactly_what_elementtree_accepts(noise):
 def test_lines_keep_positions():
     lines, undecodable = parse.split_lines(b"\xef\xbb\xbfa\r\n\r\nb")
     assert lines.to_pylist() == ["a\r", "\r", "b"] and not undecodable
+
+
+@pytest.mark.parametrize("size", [1, 2**24 - 1, 2**24, 2**24 + 1, 200_121_942, 5_000_036_320])
+@pytest.mark.parametrize("multiple", [1, 2, 3])
+def test_blocks_come_in_a_multiple_of_the_workers(size, multiple):
+    blocksize = read.even_blocksize(size, 2**24, multiple)
+    count = -(-size // blocksize)  # the blocks read_bytes cuts
+    assert blocksize <= 2**24 and (count % multiple == 0 or size < multiple)
+    assert count < -(-size // 2**24) + multiple  # never more blocks than needed
