@@ -11,6 +11,8 @@ import dask.config
 import pyarrow.parquet as pq
 
 from bench.measure import Result
+from pipeline import cluster
+from pipeline import config as pipeline_config
 from pipeline import run as pipeline_run
 
 
@@ -21,6 +23,11 @@ def run(path: str, tag: str = "python", workers: int = 2, scheduler: str | None 
         out = os.path.join(tmp, "run")
         config = {"posts-pipeline.progress": False, "posts-pipeline.analytics.tag": tag,
                   "posts-pipeline.cluster.local.n-workers": workers, **settings}
+        with dask.config.set(config):
+            # The fork server local workers start from imports what their tasks need: like the other
+            # methods' imports, before the clock starts (the CLI does it beside its own imports).
+            if not scheduler:
+                cluster.prepare_local(pipeline_config.get("cluster.local"))
         start = time.perf_counter()
         with dask.config.set(config):
             report = pipeline_run.run([path], out)

@@ -22,6 +22,7 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dask_ml.feature_extraction.text import HashingVectorizer
 from dask_ml.wrappers import Incremental
@@ -72,17 +73,14 @@ def part_file(index: int) -> str:
     return f"part.{index}.parquet"
 
 
-def read_block(path: str, storage_options: dict) -> dict[str, np.ndarray]:
-    """One block's labelled questions, split into training and held-back arrays."""
+def read_block(path: str, storage_options: dict, held: bool) -> dict[str, np.ndarray]:
+    """One block's labelled questions on one side of the split: texts, labels and ids."""
     fs, path = url_to_fs(path, **storage_options)
     with fs.open(path, "rb") as f:
-        table = pq.read_table(f).to_pandas()
-    test = table["test"].to_numpy()
-    return {
-        "x_train": table["text"].to_numpy(dtype=object)[~test], "y_train": table["label"].to_numpy()[~test],
-        "x_test": table["text"].to_numpy(dtype=object)[test], "y_test": table["label"].to_numpy()[test],
-        "ids_test": table["id"].to_numpy()[test],
-    }
+        table = pq.read_table(f)
+    table = table.filter(pc.equal(table["test"], held))
+    return {"x": table["text"].to_numpy(zero_copy_only=False), "y": table["label"].to_numpy(),
+            "ids": table["id"].to_numpy()}
 
 
 def _arrays(blocks: list, sizes: list[int], part: str, dtype) -> da.Array:
@@ -97,11 +95,10 @@ def vectorizer() -> HashingVectorizer:
 def train(files: list[str], block_counts: pd.DataFrame, labels: tuple[str, str], random_state: int,
           storage_options: dict) -> tuple[dict, dict, np.ndarray]:
     """Fit on the training questions of ``files``; return the scores, the model and the held-back ids."""
-    blocks = [dask.delayed(read_block, pure=True)(f, storage_options) for f in files]
+    train, test = ([dask.delayed(read_block, pure=True)(f, storage_options, held) for f in files] for held in (False, True))
     n_train, n_test = block_counts["train"].tolist(), block_counts["test"].tolist()
-    x_train, y_train = _arrays(blocks, n_train, "x_train", object), _arrays(blocks, n_train, "y_train", "int8")
-    x_test, y_test = _arrays(blocks, n_test, "x_test", object), _arrays(blocks, n_test, "y_test", "int8")
-    ids_test = _arrays(blocks, n_test, "ids_test", "int64")
+    x_train, y_train = _arrays(train, n_train, "x", object), _arrays(train, n_train, "y", "int8")
+    x_test, y_test, ids_test = (_arrays(test, n_test, part, t) for part, t in (("x", object), ("y", "int8"), ("ids", "int64")))
     hashing = vectorizer()
     classifier = Incremental(SGDClassifier(penalty="l1", random_state=random_state), scoring="accuracy",
                              random_state=random_state)

@@ -173,8 +173,8 @@ def parse_block(data: bytes) -> Parsed:
         is_row[[i for i in references if bad_reference(stripped[i].as_py())]] = False
 
     row_lines = np.flatnonzero(is_row)
-    names, values, owner = _attributes(stripped.filter(is_row))
-    ids, post_types = (_column(names, values, owner, len(row_lines), name) for name in ("Id", "PostTypeId"))
+    attributes = _Attributes(stripped.filter(is_row))
+    ids, post_types = (attributes.column(name) for name in ("Id", "PostTypeId"))
     integer = [pc.fill_null(pc.match_substring_regex(c, "^[0-9]+$"), False).to_numpy(zero_copy_only=False)
                for c in (ids, post_types)]
     usable = integer[0] & integer[1]
@@ -192,34 +192,41 @@ def parse_block(data: bytes) -> Parsed:
     types = post_types.filter(usable)
     counts = pc.value_counts(types).flatten() if len(types) else [pa.array([]), pa.array([])]
     questions = np.flatnonzero(usable)[pc.equal(types, QUESTION).to_numpy(zero_copy_only=False)]
-    attributes = {}
-    for name in pc.unique(names.take(np.flatnonzero(np.isin(owner, questions)))).to_pylist():
-        attributes[name] = _decode(_column(names, values, owner, len(row_lines), name).take(questions))
     return Parsed(stripped, Counter(dict(zip(counts[0].to_pylist(), counts[1].to_pylist()))), malformed,
-                  row_lines[questions] + 1, attributes)
+                  row_lines[questions] + 1,
+                  {name: _decode(attributes.column(name).take(questions)) for name in attributes.names_in(questions)})
 
 
-def _attributes(rows: pa.Array) -> tuple[pa.Array, pa.Array, np.ndarray]:
-    """Every attribute of every (valid) row: names, raw values, and the row each belongs to.
+class _Attributes:
+    """Every attribute of every (valid) row: its name, raw value, and the row it belongs to.
 
     A valid row holds no quote inside a value, so splitting it at its quotes alternates
-    ``<row Id=``, ``1``, `` PostTypeId=``, ``1``, …, `` />``: names at even places, values at odd ones.
+    ``<row Id=``, ``1``, `` PostTypeId=``, ``1``, …, `` />``: names at even places, values at odd
+    ones. Names are dictionary-encoded as they stand (a handful of distinct strings) and only the
+    dictionary is cleaned into attribute names.
     """
-    parts = pc.split_pattern(rows, '"')
-    offsets = parts.offsets.to_numpy()
-    flat = parts.flatten()
-    row = pc.list_parent_indices(parts).to_numpy()
-    place = np.arange(len(flat)) - (offsets[row] - offsets[0])
-    last = np.diff(offsets)[row] - 1
-    is_value = place % 2 == 1
-    is_name = (place % 2 == 0) & (place < last)
-    names = pc.utf8_trim(pc.replace_substring(flat.filter(is_name), "<row", "", max_replacements=1), WHITESPACE + "=")
-    return names, flat.filter(is_value), row[is_value]
 
+    def __init__(self, rows: pa.Array):
+        parts = pc.split_pattern(rows, '"')
+        offsets = parts.offsets.to_numpy()
+        flat = parts.flatten()
+        row = pc.list_parent_indices(parts).to_numpy()
+        place = np.arange(len(flat)) - (offsets[row] - offsets[0])
+        is_value = place % 2 == 1
+        is_name = (place % 2 == 0) & (place < np.diff(offsets)[row] - 1)
+        encoded = pc.dictionary_encode(flat.filter(is_name))
+        self.codes = encoded.indices.to_numpy(zero_copy_only=False)
+        dictionary = encoded.dictionary.to_pylist()
+        self.names = [part.removeprefix("<row").strip(WHITESPACE).removesuffix("=") for part in dictionary]
+        self.values, self.owner, self.rows = flat.filter(is_value), row[is_value], len(rows)
 
-def _column(names: pa.Array, values: pa.Array, owner: np.ndarray, rows: int, name: str) -> pa.Array:
-    """The raw values of attribute ``name``, one per row, null where a row has none (the last one wins)."""
-    found = np.flatnonzero(pc.equal(names, name).to_numpy(zero_copy_only=False))
-    where = np.full(rows, -1)
-    where[owner[found]] = found
-    return values.take(pa.array(where, mask=where < 0))
+    def names_in(self, rows: np.ndarray) -> list[str]:
+        """The attribute names that ``rows`` use."""
+        return sorted({self.names[c] for c in np.unique(self.codes[np.isin(self.owner, rows)])})
+
+    def column(self, name: str) -> pa.Array:
+        """The raw values of attribute ``name``, one per row, null where a row has none (the last one wins)."""
+        found = np.flatnonzero(np.isin(self.codes, [c for c, n in enumerate(self.names) if n == name]))
+        where = np.full(self.rows, -1)
+        where[self.owner[found]] = found
+        return self.values.take(pa.array(where, mask=where < 0))
