@@ -27,7 +27,7 @@ def run(path: str, tag: str = "python", workers: int = 2, scheduler: str | None 
             # The fork server local workers start from imports what their tasks need: like the other
             # methods' imports, before the clock starts (the CLI does it beside its own imports).
             if not scheduler:
-                cluster.prepare_local(pipeline_config.get("cluster.local"))
+                cluster.prepare_local(pipeline_config.get("cluster.local"), wait=True)
         start = time.perf_counter()
         with dask.config.set(config):
             report = pipeline_run.run([path], out)

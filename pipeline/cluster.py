@@ -72,19 +72,25 @@ def start_method(setting: str) -> str:
     return setting
 
 
-def prepare_local(settings: dict) -> None:
+def prepare_local(settings: dict, wait: bool = False) -> None:
     """Start the fork server local workers are forked from, importing what their tasks need.
 
     Called as early as possible: the server imports while the driver does, on another core, and
     then every worker of every run in this process starts in a fraction of a second, where a
     spawned worker spends 1-2 s importing pandas, pyarrow, dask and scikit-learn again. Forked
     from a fresh single-threaded server, workers inherit none of the driver's threads or sockets
-    (forking the driver itself was measured to lose a task about one run in ten).
+    (forking the driver itself was measured to lose a task about one run in ten). ``wait``
+    returns only once the server is ready (for benchmarks that time the run alone).
     """
     if start_method(settings["start-method"]) != "forkserver":
         return
-    multiprocessing.get_context("forkserver").set_forkserver_preload(WORKER_MODULES)
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(WORKER_MODULES)
     multiprocessing.forkserver.ensure_running()
+    if wait:  # until the server has imported them: a first child is forked only then
+        child = context.Process(target=int)
+        child.start()
+        child.join()
 
 
 def _local(settings: dict) -> LocalCluster:
