@@ -34,10 +34,10 @@ STAGE_OF_TASK = {
     "partials": "analytics",
     "labelled": "select labelled",
     "parquet": "write Parquet",
-    "read_block": "classifier: read",
-    "predict": "classifier: hash+predict",
-    "_transformer": "classifier: hash",
+    "_transformer": "classifier: hash",  # before "read_block": reading and hashing test blocks are fused
+    "_predict": "classifier: predict",
     "fit": "classifier: fit",
+    "read_block": "classifier: read",
 }
 
 
