@@ -7,6 +7,7 @@ medians over rounds are ``ratio_vs_blog`` and ``ratio_vs_pandas``.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -145,6 +146,7 @@ def run_rounds(report: dict, names: list[str], path: str, rounds: int, tolerance
         order = names[i % len(names):] + names[: i % len(names)]  # alternate who goes first
         results = {}
         for name in order:
+            gc.collect()  # no method pays for collecting the one before it
             results[name] = timed(name, path, scheduler)
             print(f"round {i + 1}: {name} {results[name]['total']:.1f} s", file=sys.stderr, flush=True)
         report["per_round"].append({"order": order, "agreement": agreement(results, tolerance),
