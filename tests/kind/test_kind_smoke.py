@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -28,6 +29,8 @@ FETCH = (
 
 
 def pod(name: str, image: str, command: str, node: str | None = None, labels: dict | None = None, env=None) -> dict:
+    # A server is Ready (and in its Service's endpoints) only once it listens, not once it starts.
+    probe = {"readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1}} if command == SERVE else {}
     spec = {
         "restartPolicy": "Never",
         "terminationGracePeriodSeconds": 1,
@@ -39,6 +42,7 @@ def pod(name: str, image: str, command: str, node: str | None = None, labels: di
                 "command": ["sh", "-c", command],
                 "env": env or [],
                 "ports": [{"containerPort": 8080}],
+                **probe,
             }
         ],
     }
@@ -56,6 +60,18 @@ def start(kubectl, namespace: str, *manifests: dict) -> None:
 
 def exec_in(kubectl, namespace: str, pod_name: str, *cmd: str) -> str:
     return kubectl("-n", namespace, "exec", pod_name, "--", *cmd, timeout=60)
+
+
+def fetch(kubectl, namespace: str, url: str, within: float = 30) -> str:
+    """GET ``url`` from the client pod, retried while kube-proxy catches up with a new endpoint."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return exec_in(kubectl, namespace, "client", "sh", "-c", FETCH, url)
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def test_nodes_ready(kubectl):
@@ -93,7 +109,7 @@ def test_service_name_resolves_through_coredns(kubectl, namespace, test_image):
         assert hosts.split()[0] == cluster_ip, (name, hosts)
 
     # And the name leads to the server through kube-proxy.
-    body = exec_in(kubectl, namespace, "client", "sh", "-c", FETCH, "http://web/")
+    body = fetch(kubectl, namespace, "http://web/")
     assert body.strip() == token
 
 
@@ -111,5 +127,5 @@ def test_pod_reaches_pod_on_another_node(kubectl, namespace, test_image, worker_
     server_ip = server_pod["status"]["podIP"]
     assert server_ip != client_pod["status"]["podIP"]
 
-    body = exec_in(kubectl, namespace, "client", "sh", "-c", FETCH, f"http://{server_ip}:8080/")
+    body = fetch(kubectl, namespace, f"http://{server_ip}:8080/")
     assert body.strip() == token
