@@ -10,6 +10,19 @@ import sys
 import time
 
 
+def bucket_keys(client, bucket: str, prefix: str) -> list[str]:
+    """Every key under ``prefix`` (boto3 client)."""
+    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+
+def finished_report(client, bucket: str, prefix: str) -> dict:
+    """report.json of a finished run in a bucket; fails if the run's _SUCCESS marker is missing."""
+    keys = bucket_keys(client, bucket, prefix)
+    assert f"{prefix}/_SUCCESS" in keys, f"no _SUCCESS under s3://{bucket}/{prefix}: {keys}"
+    return json.loads(client.get_object(Bucket=bucket, Key=f"{prefix}/report.json")["Body"].read())
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

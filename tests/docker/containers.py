@@ -14,6 +14,8 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from support import bucket_keys, finished_report
+
 REPO = Path(os.environ.get("POSTS_PIPELINE_REPO") or Path(__file__).resolve().parents[2])
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
 IMAGE = os.environ.get("POSTS_PIPELINE_IMAGE", f"posts-pipeline:{VERSION}")
@@ -162,18 +164,11 @@ class S3:
             "POSTS_PIPELINE__STORAGE_OPTIONS__ENDPOINT_URL": self.endpoint_net,
         }
 
-    def read(self, key: str) -> bytes:
-        return self.client().get_object(Bucket=BUCKET, Key=key)["Body"].read()
-
     def keys(self, prefix: str) -> list[str]:
-        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
-        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+        return bucket_keys(self.client(), BUCKET, prefix)
 
     def report(self, prefix: str) -> dict:
-        """report.json of a finished run; fails if the run's _SUCCESS marker is missing."""
-        keys = self.keys(prefix)
-        assert f"{prefix}/_SUCCESS" in keys, f"no _SUCCESS under s3://{BUCKET}/{prefix}: {keys}"
-        return json.loads(self.read(f"{prefix}/report.json"))
+        return finished_report(self.client(), BUCKET, prefix)
 
 
 def start_s3(session: Session) -> S3:

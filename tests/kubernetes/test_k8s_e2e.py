@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from support import bucket_keys, finished_report, free_port
 
 pytestmark = pytest.mark.kind
 
@@ -167,19 +167,10 @@ class S3:
                             aws_access_key_id=key or self.key, aws_secret_access_key=secret or self.secret)
 
     def keys(self, prefix: str) -> list[str]:
-        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
-        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+        return bucket_keys(self.client(), BUCKET, prefix)
 
     def report(self, prefix: str) -> dict:
-        keys = self.keys(prefix)
-        assert f"{prefix}/_SUCCESS" in keys, f"no _SUCCESS under s3://{BUCKET}/{prefix}: {keys}"
-        return json.loads(self.client().get_object(Bucket=BUCKET, Key=f"{prefix}/report.json")["Body"].read())
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return finished_report(self.client(), BUCKET, prefix)
 
 
 @pytest.fixture(scope="module")
