@@ -64,7 +64,7 @@ class Parsed(NamedTuple):
     attributes: dict[str, pa.Array]  # attribute name → decoded value per question, null where absent
 
     def question(self, i: int) -> dict[str, str]:
-        """The attributes of question ``i`` as a dict (for messages and tests)."""
+        """The attributes of question ``i`` as a dict, as ElementTree gives a row's (what the tests compare)."""
         return {name: values[i].as_py() for name, values in self.attributes.items() if values[i].is_valid}
 
 

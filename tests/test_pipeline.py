@@ -115,6 +115,17 @@ def test_failed_run_leaves_nothing_behind(posts, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_no_labelled_question_is_a_clear_error(tmp_path):
+    dump = tmp_path / "Posts.xml"
+    dump.write_text('<?xml version="1.0" encoding="utf-8"?>\n<posts>\n'
+                    '  <row Id="1" PostTypeId="1" CreationDate="2020-01-01T00:00:00.000" Score="1" '
+                    'Body="&lt;p&gt;joins&lt;/p&gt;" Title="t" Tags="|sql|" />\n</posts>\n')
+    out = tmp_path / "run"
+    with dask.config.set(SETTINGS), pytest.raises(PipelineError, match="exactly one of python and r: nothing to train"):
+        run.run([str(dump)], str(out))
+    assert not out.exists()
+
+
 def test_existing_output_is_not_overwritten_by_default(posts, tmp_path):
     out = tmp_path / "run"
     out.mkdir()

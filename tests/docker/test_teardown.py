@@ -43,8 +43,8 @@ def test_hangs(session, s3, cluster):
 
 
 def inner_session(tmp_path: Path, body: str) -> subprocess.Popen:
-    for name in ("conftest.py", "containers.py"):
-        shutil.copy(HERE / name, tmp_path / name)
+    for path in (HERE / "conftest.py", HERE / "containers.py", HERE.parent / "support.py"):
+        shutil.copy(path, tmp_path / path.name)
     (tmp_path / "test_inner.py").write_text(body)
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", "-m", "docker", "-p", "no:cacheprovider", "-c", str(REPO / "pyproject.toml"),
