@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import multiprocessing.forkserver
+import os
 import sys
 import warnings
 from contextlib import contextmanager

@@ -168,16 +168,15 @@ def parse_block(data: bytes) -> Parsed:
     structure = _is_structure(stripped)
     structure[list(undecodable)] = False
     is_row = pc.match_substring_regex(stripped, ROW).to_numpy(zero_copy_only=False)
-    if is_row.any():
-        references = np.flatnonzero(is_row)[_unusual_references(stripped.filter(is_row))]
-        is_row[[i for i in references if bad_reference(stripped[i].as_py())]] = False
-
     row_lines = np.flatnonzero(is_row)
-    attributes = _Attributes(stripped.filter(is_row))
+    rows = stripped.filter(is_row)
+    attributes = _Attributes(rows)
     ids, post_types = (attributes.column(name) for name in ("Id", "PostTypeId"))
-    integer = [pc.fill_null(pc.match_substring_regex(c, "^[0-9]+$"), False).to_numpy(zero_copy_only=False)
-               for c in (ids, post_types)]
-    usable = integer[0] & integer[1]
+    usable = np.logical_and.reduce(
+        [pc.fill_null(pc.match_substring_regex(c, "^[0-9]+$"), False).to_numpy(zero_copy_only=False)
+         for c in (ids, post_types)])
+    for i in np.flatnonzero(_unusual_references(rows) & usable):  # references to characters XML forbids
+        usable[i] = not bad_reference(rows[int(i)].as_py())
     is_row[row_lines[~usable]] = False
 
     malformed = []
