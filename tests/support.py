@@ -1,4 +1,4 @@
-"""Helpers the tests share: a free port, and moto's S3 API server in its own process."""
+"""Helpers the tests share: a free port, the images on Kubernetes nodes, and moto's S3 API server in its own process."""
 
 from __future__ import annotations
 
@@ -21,6 +21,17 @@ def finished_report(client, bucket: str, prefix: str) -> dict:
     keys = bucket_keys(client, bucket, prefix)
     assert f"{prefix}/_SUCCESS" in keys, f"no _SUCCESS under s3://{bucket}/{prefix}: {keys}"
     return json.loads(client.get_object(Bucket=bucket, Key=f"{prefix}/report.json")["Body"].read())
+
+
+def node_image_names(node: dict) -> set[str]:
+    """The image names a Kubernetes node reports; an image left without a tag reports ``names: null``."""
+    return {n for image in node["status"].get("images") or [] for n in image.get("names") or []}
+
+
+def on_every_node(nodes: list[dict], image: str) -> bool:
+    """Whether every node reports ``image`` (kind prefixes local names with ``docker.io/library/``)."""
+    return bool(nodes) and all(any(n == image or n.endswith("/" + image) for n in node_image_names(node))
+                               for node in nodes)
 
 
 def free_port() -> int:

@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from support import node_image_names, on_every_node
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS_BIN = REPO / ".tools" / "bin"
@@ -89,11 +90,7 @@ def namespace(kubectl):
 @pytest.fixture(scope="session")
 def node_images(kubectl) -> set[str]:
     """Every image name the nodes report as present."""
-    names: set[str] = set()
-    for node in kubectl.json("get", "nodes")["items"]:
-        for img in node["status"].get("images", []):
-            names.update(img.get("names") or [])
-    return names
+    return set().union(*(node_image_names(node) for node in kubectl.json("get", "nodes")["items"]))
 
 
 @pytest.fixture(scope="session")
@@ -108,10 +105,7 @@ def test_image(kubectl, node_images) -> str:
         ["docker", "image", "inspect", PROJECT_IMAGE], capture_output=True).returncode == 0
     deadline = time.monotonic() + (180 if on_host else 0)
     while True:
-        nodes = kubectl.json("get", "nodes")["items"]
-        if nodes and all(any(n.endswith("/" + PROJECT_IMAGE) or n == PROJECT_IMAGE
-                             for img in node["status"].get("images", []) for n in img.get("names") or [])
-                         for node in nodes):
+        if on_every_node(kubectl.json("get", "nodes")["items"], PROJECT_IMAGE):
             return PROJECT_IMAGE
         if time.monotonic() > deadline:
             break

@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from support import bucket_keys, finished_report, free_port
+from support import bucket_keys, finished_report, free_port, on_every_node
 
 pytestmark = pytest.mark.kind
 
@@ -89,9 +89,7 @@ def images(kubeconfig):
     cluster = next(line.split()[1] for line in (REPO / "kind-config.yaml").read_text().splitlines()
                    if line.startswith("name:"))
     for image in IMAGES:
-        on_all = all(any(n.endswith("/" + image) or n == image for i in node["status"].get("images", [])
-                         for n in i.get("names", [])) for node in nodes)
-        if not on_all:
+        if not on_every_node(nodes, image):
             t = time.monotonic()
             sh(TOOLS / "kind", "load", "docker-image", "--name", cluster, image, timeout=900)
             print(f"loaded {image} in {time.monotonic() - t:.0f} s")
