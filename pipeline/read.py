@@ -47,7 +47,8 @@ def even_blocksize(size: int, blocksize: int, multiple: int) -> int:
     """At most ``blocksize``, cutting ``size`` bytes into a multiple of ``multiple`` blocks of equal size,
     so that no worker is left with one block more than the others at the end."""
     count = max(1, math.ceil(size / blocksize))
-    return max(1, math.ceil(size / (math.ceil(count / multiple) * multiple)))
+    # dask's read_bytes cuts a file into size // blocksize blocks (the last one takes the rest)
+    return max(1, size // (math.ceil(count / multiple) * multiple))
 
 
 def blocks(urlpaths: str | list[str], blocksize: str | int, storage_options: dict, multiple: int = 1) -> list[Block]:
