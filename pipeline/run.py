@@ -34,10 +34,9 @@ STAGE_OF_TASK = {
     "partials": "analytics",
     "labelled": "select labelled",
     "parquet": "write Parquet",
-    "_transformer": "classifier: hash",  # before "read_block": reading and hashing test blocks are fused
     "_predict": "classifier: predict",
     "fit": "classifier: fit",
-    "read_block": "classifier: read",
+    "read_block": "classifier: read+hash",
 }
 
 

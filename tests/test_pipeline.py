@@ -99,9 +99,9 @@ def test_each_block_is_read_and_parsed_once(finished):
     partitions = result["settings"]["partitions"]
     tasks = result["tasks_by_stage"]
     assert tasks["read"] == tasks["parse+questions"] == tasks["clean"] == tasks["analytics"] == partitions
-    assert tasks["select labelled"] == partitions and tasks["classifier: read"] <= 2 * partitions
+    assert tasks["select labelled"] == partitions and tasks["classifier: read+hash"] <= 2 * partitions
     assert set(result["compute_seconds_by_stage"]) >= {"read", "parse+questions", "clean", "analytics",
-                                                       "write Parquet", "classifier: fit"}
+                                                       "write Parquet", "classifier: read+hash", "classifier: fit"}
 
 
 def test_failed_run_leaves_nothing_behind(posts, tmp_path, monkeypatch):
