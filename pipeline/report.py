@@ -1,7 +1,8 @@
 """Report: the run's results as ``report.json`` and a ``report.html`` a person would rather look at.
 
 The HTML is one self-contained file (charts embedded as PNG), so it can be opened from S3 or
-mailed without its directory.
+mailed without its directory. The charts are drawn with matplotlib's object API, not pyplot's
+global state, so that the analytics' ones can be drawn in a thread while the classifier trains.
 """
 
 from __future__ import annotations
@@ -13,10 +14,7 @@ import json
 import platform
 from importlib import metadata
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure
 
 PACKAGES = ("posts-pipeline", "dask", "distributed", "dask-ml", "scikit-learn", "pandas", "pyarrow", "numpy", "s3fs")
 
@@ -39,12 +37,12 @@ def to_json(report: dict) -> str:
 def _png(fig) -> str:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode()
 
 
 def _bars(pairs: list[list], title: str, color: str) -> str:
-    fig, ax = plt.subplots(figsize=(7, 0.28 * max(len(pairs), 4) + 1))
+    fig = Figure(figsize=(7, 0.28 * max(len(pairs), 4) + 1))
+    ax = fig.subplots()
     names = [str(k) for k, _ in pairs][::-1]
     ax.barh(names, [n for _, n in pairs][::-1], color=color)
     ax.set_title(title)
@@ -53,7 +51,8 @@ def _bars(pairs: list[list], title: str, color: str) -> str:
 
 
 def _years(per_year: dict) -> str:
-    fig, ax = plt.subplots(figsize=(7, 3))
+    fig = Figure(figsize=(7, 3))
+    ax = fig.subplots()
     ax.bar(list(per_year), list(per_year.values()), color="#4c72b0")
     ax.set_title("Questions per year")
     ax.tick_params(axis="x", labelrotation=45)
@@ -61,7 +60,8 @@ def _years(per_year: dict) -> str:
 
 
 def _confusion(matrix: list[list[int]], labels: list[str]) -> str:
-    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    fig = Figure(figsize=(3.6, 3.2))
+    ax = fig.subplots()
     ax.imshow(matrix, cmap="Blues")
     darkest = max(max(row) for row in matrix) or 1
     for i, row in enumerate(matrix):
@@ -80,13 +80,20 @@ def _table(rows: list[tuple[str, object]]) -> str:
     return f"<table>{cells}</table>"
 
 
-def to_html(report: dict) -> str:
-    counts, clf, cooc = report["counts"], report["classifier"], report["cooccurrence"]
-    images = [
+def analytics_charts(analytics: dict) -> list[str]:
+    """The charts of ``analytics.combine``'s results, as base64 PNG."""
+    cooc = analytics["cooccurrence"]
+    return [
         _bars(cooc["top"], f"Tags that co-occur with '{cooc['tag']}'", "#dd8452"),
-        _bars(report["top_tags"], "Top tags", "#55a868"),
-        _years(report["questions_per_year"]),
+        _bars(analytics["top_tags"], "Top tags", "#55a868"),
+        _years(analytics["questions_per_year"]),
     ]
+
+
+def to_html(report: dict, charts: list[str] | None = None) -> str:
+    """The page; ``charts`` are ``analytics_charts(report)`` when drawn beforehand."""
+    counts, clf, cooc = report["counts"], report["classifier"], report["cooccurrence"]
+    images = list(charts or analytics_charts(report))
     if clf.get("test_rows"):
         images.append(_confusion(clf["confusion_matrix"], clf["tags"]))
     summary = _table(

@@ -14,6 +14,7 @@ import sys
 import time
 import warnings
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 
 import dask
 import joblib
@@ -127,6 +128,7 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
     stats = questions.BlockStats.from_frame(stats)
     timings["parse, clean, write, analytics"] = round(time.perf_counter() - started, 3)
     results = analytics.combine(parts, tag, top)
+    tag_counts = pd.DataFrame(analytics.ranked(results.pop("tag_counts")), columns=["tag", "count"])
     post_types = sum((s.post_types for s in stats), Counter())
     counts = {
         "lines": sum(s.lines for s in stats),
@@ -140,15 +142,17 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
     log.info("pass 2: classifier %s vs %s on %d questions", *labels, results["labelled_questions"])
     if not block_counts["train"].sum():
         raise PipelineError(f"no question is tagged with exactly one of {labels[0]} and {labels[1]}: nothing to train on")
-    t = time.perf_counter()
-    with get_task_stream(client) as stream2:
-        files = [f"{out.path('labelled')}/{model.part_file(i)}" for i in range(len(block_counts))]
-        scores, fitted, test_ids = model.train(files, block_counts, labels, config.get("classifier.random-state"),
-                                               storage_options)
-    timings["classifier"] = round(time.perf_counter() - t, 3)
+    with ThreadPoolExecutor(1, thread_name_prefix="charts") as drawing:
+        charts = drawing.submit(report.analytics_charts, results)  # the driver is idle while the workers train
+        t = time.perf_counter()
+        with get_task_stream(client) as stream2:
+            files = [f"{out.path('labelled')}/{model.part_file(i)}" for i in range(len(block_counts))]
+            scores, fitted, test_ids = model.train(files, block_counts, labels, config.get("classifier.random-state"),
+                                                   storage_options)
+        timings["classifier"] = round(time.perf_counter() - t, 3)
+        charts = charts.result()
     log.info("accuracy %.4f on %d test questions", scores["accuracy"], scores["test_rows"])
 
-    tag_counts = pd.DataFrame(analytics.ranked(results.pop("tag_counts")), columns=["tag", "count"])
     out.write("tag_counts.csv", tag_counts.to_csv(index=False))
     out.write("model.joblib", _model_bytes(fitted))
     out.write("test_split.csv", pd.DataFrame({"id": test_ids}).to_csv(index=False))
@@ -169,7 +173,7 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
         "tasks_by_stage": tasks,
         "versions": report.versions(),
     }
-    out.write("report.html", report.to_html(result))
+    out.write("report.html", report.to_html(result, charts))
     out.write("report.json", report.to_json(result))
     return result
 

@@ -66,7 +66,15 @@ def test_accuracy_matches_the_blog_method_on_the_same_split(finished):
     test_ids = set(pd.read_csv(os.path.join(out, "test_split.csv"))["id"])
     assert len(test_ids) == clf["test_rows"] and test_ids <= set(ref["labelled"])
     blog = reference.blog_accuracy(ref["labelled"], test_ids)
-    assert clf["accuracy"] >= blog - 0.01, (clf["accuracy"], blog)
+    # One pass of SGD moves with the order of the rows by about ±0.01, the blog's as ours: both
+    # methods' accuracy is the mean over five orders (ours: the block order and SGD's seed), on the
+    # run's own labelled files and split. The seed the run used gives the run's accuracy again.
+    files = [os.path.join(out, "labelled", model.part_file(i)) for i in range(result["settings"]["partitions"])]
+    held = [pq.read_table(f, columns=["test"]).column("test").to_numpy() for f in files]
+    counts = pd.DataFrame({"train": [int((~h).sum()) for h in held], "test": [int(h.sum()) for h in held]})
+    ours = [model.train(files, counts, ("python", "r"), seed, {})[0]["accuracy"] for seed in range(5)]
+    assert ours[0] == clf["accuracy"]  # the default random-state, 0
+    assert sum(ours) / len(ours) >= blog - 0.01, (ours, blog)
     assert clf["accuracy"] > 0.8
     assert sum(map(sum, clf["confusion_matrix"])) == clf["test_rows"]
 
