@@ -35,9 +35,10 @@ STAGE_OF_TASK = {
     "partials": "analytics",
     "labelled": "select labelled",
     "parquet": "write Parquet",
-    "_predict": "classifier: predict",
+    "features": "classifier: read+hash",
+    "targets": "classifier: read labels",
     "fit": "classifier: fit",
-    "read_block": "classifier: read+hash",
+    "score_block": "classifier: read+hash+predict",
 }
 
 

@@ -107,7 +107,8 @@ def test_each_block_is_read_and_parsed_once(finished):
     partitions = result["settings"]["partitions"]
     tasks = result["tasks_by_stage"]
     assert tasks["read"] == tasks["parse+questions"] == tasks["clean"] == tasks["analytics"] == partitions
-    assert tasks["select labelled"] == partitions and tasks["classifier: read+hash"] <= 2 * partitions
+    assert tasks["select labelled"] == partitions and tasks["classifier: read+hash"] <= partitions
+    assert tasks["classifier: read+hash+predict"] <= partitions
     assert set(result["compute_seconds_by_stage"]) >= {"read", "parse+questions", "clean", "analytics",
                                                        "write Parquet", "classifier: read+hash", "classifier: fit"}
 
