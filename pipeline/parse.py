@@ -193,7 +193,7 @@ def parse_block(data: bytes) -> Parsed:
     questions = np.flatnonzero(usable)[pc.equal(types, QUESTION).to_numpy(zero_copy_only=False)]
     return Parsed(stripped, Counter(dict(zip(counts[0].to_pylist(), counts[1].to_pylist()))), malformed,
                   row_lines[questions] + 1,
-                  {name: _decode(attributes.column(name).take(questions)) for name in attributes.names_in(questions)})
+                  {name: _decode(attributes.column(name, questions)) for name in attributes.names_in(questions)})
 
 
 class _Attributes:
@@ -214,18 +214,25 @@ class _Attributes:
         is_value = place % 2 == 1
         is_name = (place % 2 == 0) & (place < np.diff(offsets)[row] - 1)
         encoded = pc.dictionary_encode(flat.filter(is_name))
-        self.codes = encoded.indices.to_numpy(zero_copy_only=False)
-        dictionary = encoded.dictionary.to_pylist()
-        self.names = [part.removeprefix("<row").strip(WHITESPACE).removesuffix("=") for part in dictionary]
+        cleaned = [part.removeprefix("<row").strip(WHITESPACE).removesuffix("=") for part in encoded.dictionary.to_pylist()]
+        self.names = sorted(set(cleaned))
+        # each value's attribute, as an index into ``names`` (several raw spellings clean to one name)
+        self.name_of = np.array([self.names.index(n) for n in cleaned], np.int64)[
+            encoded.indices.to_numpy(zero_copy_only=False)]
         self.values, self.owner, self.rows = flat.filter(is_value), row[is_value], len(rows)
 
     def names_in(self, rows: np.ndarray) -> list[str]:
         """The attribute names that ``rows`` use."""
-        return sorted({self.names[c] for c in np.unique(self.codes[np.isin(self.owner, rows)])})
+        chosen = np.zeros(self.rows, bool)
+        chosen[rows] = True
+        return [self.names[i] for i in np.unique(self.name_of[chosen[self.owner]])]
 
-    def column(self, name: str) -> pa.Array:
-        """The raw values of attribute ``name``, one per row, null where a row has none (the last one wins)."""
-        found = np.flatnonzero(np.isin(self.codes, [c for c, n in enumerate(self.names) if n == name]))
+    def column(self, name: str, rows: np.ndarray | None = None) -> pa.Array:
+        """The raw values of attribute ``name`` for ``rows`` (default: all), null where a row has none
+        (the last one wins)."""
+        found = np.flatnonzero(self.name_of == self.names.index(name)) if name in self.names else np.empty(0, np.int64)
         where = np.full(self.rows, -1)
         where[self.owner[found]] = found
+        if rows is not None:
+            where = where[rows]
         return self.values.take(pa.array(where, mask=where < 0))
