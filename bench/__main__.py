@@ -99,7 +99,8 @@ def table(report: dict) -> str:
     if "limits" in report:
         lines.append(f"  limits per core: {report['limits']['rates']}")
         lines.append(f"  seconds at the limits on {report['limits']['cores']} cores: {report['limits']['seconds']}"
-                     f"  → ours / limit sum = {report['limits']['ours_over_limit_sum']:.2f}")
+                     f"  → ours / limit sum = {report['limits']['ours_over_limit_sum']:.2f}"
+                     f" ({report['limits']['ours_over_limit_sum_with_vectorised_hash']:.2f} with our hashing as the limit)")
     lines.append(f"  agreement: {report['agreement']}")
     return "\n".join(lines)
 
@@ -173,8 +174,11 @@ def finish(report: dict, names: list[str], path: str, no_limits: bool) -> None:
         rates = limits.measure(path)
         ours_run = rounds[0]["ours"]
         seconds = limits.seconds(rates, report["bytes"], ours_run["rows"], ours_run["questions"], ours_run["labelled"], 2)
+        ours_total = report["summary"]["ours"]["total"]
         report["limits"] = {"rates": rates, "cores": 2, "seconds": seconds,
-                            "ours_over_limit_sum": round(report["summary"]["ours"]["total"] / seconds["sum"], 2)}
+                            "ours_over_limit_sum": round(ours_total / seconds["sum"], 2),
+                            "ours_over_limit_sum_with_vectorised_hash": round(
+                                ours_total / seconds["sum_with_vectorised_hash"], 2)}
 
 
 def timed_lazy(path: str, scheduler: str | None) -> dict:

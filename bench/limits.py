@@ -3,8 +3,10 @@
 Measured on a sample of the benchmark file, each as the bare operation, done the fastest way we
 know, with nothing around it: reading the file (page cache warm); checking rows against the row
 grammar and splitting them into attributes with Arrow's kernels; stripping bodies' HTML and
-decoding their entities with Arrow's kernels; hashing texts. ElementTree, a Python regex per row
-and BeautifulSoup are measured beside them for scale.
+decoding their entities with Arrow's kernels; hashing texts with scikit-learn's HashingVectorizer
+(the issue's definition of the hashing limit). Our vectorised hashing (``pipeline.hashing``) beats
+that limit, so it is measured too, with the limit sum it gives. ElementTree, a Python regex per
+row and BeautifulSoup are measured beside them for scale.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pyarrow.compute as pc
 from bs4 import BeautifulSoup
 from sklearn.feature_extraction.text import HashingVectorizer
 
-from pipeline import clean, parse
+from pipeline import clean, hashing, parse
 
 SAMPLE_LINES = 20_000
 
@@ -58,6 +60,7 @@ def measure(path: str) -> dict:
                                        pa.array(rows)),
         "html_bodies_per_s_core": _rate(clean.bodies_to_text, pa.array(bodies)),
         "hash_docs_per_s_core": _rate(vectorizer.transform, texts),
+        "vectorised_hash_docs_per_s_core": _rate(hashing.transform, pa.array(texts, pa.large_string())),
         "python_regex_rows_per_s_core": _rate(
             lambda rs: [{k: parse.unescape(v) for k, v in parse.ATTRIBUTE.findall(r)} for r in rs], rows),
         "elementtree_rows_per_s_core": _rate(lambda rs: [ET.fromstring(r).attrib for r in rs], rows[:5000]),
@@ -75,4 +78,5 @@ def seconds(rates: dict, size_bytes: int, rows: int, questions: int, labelled: i
         "hash": labelled / rates["hash_docs_per_s_core"] / cores,
     }
     out["sum"] = sum(out.values())
+    out["sum_with_vectorised_hash"] = out["sum"] - out["hash"] + labelled / rates["vectorised_hash_docs_per_s_core"] / cores
     return {k: round(v, 3) for k, v in out.items()}
