@@ -12,7 +12,6 @@ import io
 import logging
 import sys
 import time
-import warnings
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 
@@ -72,11 +71,7 @@ def _malformed_samples(stats: list[questions.BlockStats], limit: int) -> list[di
 
 
 def _compute(client: Client, collections: list, show_progress: bool) -> list:
-    with warnings.catch_warnings():
-        # Each block's task yields questions and statistics (two from_delayed frames): dask warns
-        # that such graphs skip expression optimisation, which a straight map does not need.
-        warnings.filterwarnings("ignore", "Computing mixed collections", UserWarning)
-        futures = client.compute(collections)
+    futures = client.compute(collections)
     if show_progress:
         progress(futures)
         print(file=sys.stderr)
