@@ -13,7 +13,6 @@ import logging
 import sys
 import time
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
 
 import dask
 import joblib
@@ -138,15 +137,12 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
     log.info("pass 2: classifier %s vs %s on %d questions", *labels, results["labelled_questions"])
     if not block_counts["train"].sum():
         raise PipelineError(f"no question is tagged with exactly one of {labels[0]} and {labels[1]}: nothing to train on")
-    with ThreadPoolExecutor(1, thread_name_prefix="charts") as drawing:
-        charts = drawing.submit(report.analytics_charts, results)  # the driver is idle while the workers train
-        t = time.perf_counter()
-        with get_task_stream(client) as stream2:
-            files = [f"{out.path('labelled')}/{model.part_file(i)}" for i in range(len(block_counts))]
-            scores, fitted, test_ids = model.train(files, block_counts, labels, config.get("classifier.random-state"),
-                                                   storage_options)
-        timings["classifier"] = round(time.perf_counter() - t, 3)
-        charts = charts.result()
+    t = time.perf_counter()
+    with get_task_stream(client) as stream2:
+        files = [f"{out.path('labelled')}/{model.part_file(i)}" for i in range(len(block_counts))]
+        scores, fitted, test_ids = model.train(files, block_counts, labels, config.get("classifier.random-state"),
+                                               storage_options)
+    timings["classifier"] = round(time.perf_counter() - t, 3)
     log.info("accuracy %.4f on %d test questions", scores["accuracy"], scores["test_rows"])
 
     out.write("tag_counts.csv", tag_counts.to_csv(index=False))
@@ -169,7 +165,7 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
         "tasks_by_stage": tasks,
         "versions": report.versions(),
     }
-    out.write("report.html", report.to_html(result, charts))
+    out.write("report.html", report.to_html(result))
     out.write("report.json", report.to_json(result))
     return result
 

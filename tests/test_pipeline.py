@@ -87,7 +87,9 @@ def test_outputs_are_complete_and_readable(finished):
     assert json.load(open(os.path.join(out, "report.json")))["counts"] == result["counts"]
     assert not [n for n in os.listdir(os.path.dirname(out)) if ".partial-" in n]
     html = open(os.path.join(out, "report.html")).read()
-    assert html.count("data:image/png;base64,") == 4  # co-occurrence, top tags, per year, confusion matrix
+    assert html.count("<svg ") == 4  # co-occurrence, top tags, per year, confusion matrix
+    for label in (result["cooccurrence"]["top"][0][0], result["top_tags"][0][0], *result["questions_per_year"]):
+        assert f">{label}</text>" in html
     # The cleaned questions: plain pandas reads them, and tags are lists, not their string form.
     table = pq.read_table(os.path.join(out, "questions"))
     frame = table.to_pandas()
