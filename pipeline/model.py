@@ -19,7 +19,6 @@ orders) against plain SGD's 0.975 (±0.0002); on 10 MB both averaged 0.989.
 from __future__ import annotations
 
 import dask
-from dask.base import tokenize
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -27,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import scipy.sparse as sp
+from dask.base import tokenize
 from dask_ml.wrappers import Incremental
 from fsspec.core import url_to_fs
 from sklearn.linear_model import SGDClassifier

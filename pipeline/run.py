@@ -123,7 +123,6 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
     stats = questions.BlockStats.from_frame(stats)
     timings["parse, clean, write, analytics"] = round(time.perf_counter() - started, 3)
     results = analytics.combine(parts, tag, top)
-    tag_counts = pd.DataFrame(analytics.ranked(results.pop("tag_counts")), columns=["tag", "count"])
     post_types = sum((s.post_types for s in stats), Counter())
     counts = {
         "lines": sum(s.lines for s in stats),
@@ -145,6 +144,7 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
     timings["classifier"] = round(time.perf_counter() - t, 3)
     log.info("accuracy %.4f on %d test questions", scores["accuracy"], scores["test_rows"])
 
+    tag_counts = pd.DataFrame(analytics.ranked(results.pop("tag_counts")), columns=["tag", "count"])
     out.write("tag_counts.csv", tag_counts.to_csv(index=False))
     out.write("model.joblib", _model_bytes(fitted))
     out.write("test_split.csv", pd.DataFrame({"id": test_ids}).to_csv(index=False))

@@ -11,7 +11,7 @@ import os
 import subprocess
 import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from support import bucket_keys, finished_report

@@ -359,7 +359,7 @@ def test_kubectl_job_results_equal_local_cluster(k, release, s3, reference):
 
 def test_warm_run_timing_and_worker_pod_deleted_mid_run(k, release, s3, reference):
     t0 = submit(k, "run-2")
-    workers = wait_first_worker(k, "run-2")
+    wait_first_worker(k, "run-2")
     TIMINGS["run2_warm_job_to_first_worker_s"] = round(time.monotonic() - t0, 1)
     # As soon as both workers compute, take one away: the operator replaces it and Dask recomputes.
     # (Once both are up, this dump takes only seconds: waiting longer can miss the run.)
