@@ -94,7 +94,7 @@ def murmurhash(tokens: pa.Array) -> np.ndarray:
     if not len(tokens):
         return np.empty(0, np.int32)
     offsets = np.frombuffer(tokens.buffers()[1], np.int64)[tokens.offset : tokens.offset + len(tokens) + 1]
-    data = np.frombuffer(tokens.buffers()[2], np.uint8)[: offsets[-1] if len(offsets) else 0]
+    data = np.frombuffer(tokens.buffers()[2], np.uint8)[: offsets[-1]]
     windows = np.lib.stride_tricks.sliding_window_view(np.concatenate([data, np.zeros(4, np.uint8)]), 4)
     starts, lengths = offsets[:-1], np.diff(offsets)
 
