@@ -33,7 +33,6 @@ NOT_TEXT = (
 # Replaced in this order ("&amp;" last, so that "&amp;lt;" stays "&lt;", as html.unescape has it).
 ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#39;", "'"), ("&amp;", "&"))
 KNOWN_ENTITY = "&(?:lt|gt|quot|#39|amp);"
-PARSERS = ("fast", "bs4")
 
 
 def tag_lists(tags: pa.Array) -> pa.Array:
@@ -88,6 +87,7 @@ def _bodies_to_text_bs4(bodies: pa.Array) -> pa.Array:
 
 
 CONVERTERS = {"fast": bodies_to_text, "bs4": _bodies_to_text_bs4}
+PARSERS = tuple(CONVERTERS)
 CLEAN_META = (
     META.drop(columns=["body", "tags"])
     .assign(tags=pd.Series([], dtype=TAG_LIST), body_text=pd.Series([], dtype=STRING))
@@ -109,12 +109,5 @@ def for_parquet(questions: pd.DataFrame) -> pd.DataFrame:
     return questions.assign(tags=questions["tags"].astype(object))
 
 
-PARQUET_META = CLEAN_META.assign(tags=CLEAN_META["tags"].astype(object))
 PARQUET_SCHEMA = pa.Schema.from_pandas(CLEAN_META, preserve_index=False).remove_metadata()
 
-
-def clean(questions, html_parser: str = "fast"):
-    """Clean every partition of a dask dataframe of questions."""
-    if html_parser not in PARSERS:
-        raise ValueError(f"html-parser must be one of {', '.join(PARSERS)}, not {html_parser!r}")
-    return questions.map_partitions(clean_partition, html_parser, meta=CLEAN_META)

@@ -36,11 +36,8 @@ from sklearn.pipeline import make_pipeline
 
 from pipeline import hashing
 from pipeline.clean import has_tag
-from pipeline.questions import STRING
 
 LABELLED_SCHEMA = pa.schema([("id", pa.int64()), ("text", pa.large_string()), ("label", pa.int8()), ("test", pa.bool_())])
-LABELLED_META = LABELLED_SCHEMA.empty_table().to_pandas(types_mapper={pa.large_string(): STRING}.get)
-COUNTS_META = pd.DataFrame({"train": pd.Series([], dtype="int64"), "test": pd.Series([], dtype="int64")})
 
 
 def held_back(ids: np.ndarray, test_size: float, random_state: int) -> np.ndarray:
@@ -66,10 +63,10 @@ def labelled(questions: pd.DataFrame, labels: tuple[str, str], test_size: float,
     )
 
 
-def counts(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per block: how many of its labelled questions train and how many score."""
+def counts(frame: pd.DataFrame) -> dict[str, int]:
+    """How many of a block's labelled questions train and how many score."""
     test = int(frame["test"].sum())
-    return pd.DataFrame({"train": [len(frame) - test], "test": [test]})
+    return {"train": len(frame) - test, "test": test}
 
 
 def part_file(index: int) -> str:

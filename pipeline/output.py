@@ -13,6 +13,9 @@ import posixpath
 import uuid
 
 import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.errors import PipelineError
 from pipeline.read import storage_errors
@@ -47,6 +50,12 @@ class RunDirectory:
         """Where ``name`` is written now (a URL workers can write to)."""
         return self.fs.unstrip_protocol(posixpath.join(self.staging, name))
 
+    def directory(self, name: str) -> str:
+        """A directory for workers to write files into, made now (local files need it to exist)."""
+        with storage_errors(self.url):
+            self.fs.makedirs(posixpath.join(self.staging, name), exist_ok=True)
+        return self.path(name)
+
     def write(self, name: str, data: bytes | str) -> None:
         with storage_errors(self.url):
             with self.fs.open(posixpath.join(self.staging, name), "wb") as f:
@@ -74,3 +83,11 @@ class RunDirectory:
                 self.fs.rm(self.staging, recursive=True)
         except Exception:  # the original error matters more than a failed clean-up
             pass
+
+
+def write_parquet(frame: pd.DataFrame, url: str, schema: pa.Schema, storage_options: dict) -> None:
+    """One Parquet file of ``frame`` with the types of ``schema`` (and pandas' metadata, as dask writes it)."""
+    table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
+    fs, path = fsspec.core.url_to_fs(url, **storage_options)
+    with fs.open(path, "wb") as f:
+        pq.write_table(table, f)

@@ -1,4 +1,4 @@
-"""Questions: parsed rows → a typed pandas frame per block → one dask dataframe, explicit schema.
+"""Questions: parsed rows → a typed pandas frame per block, explicit schema.
 
 Types are fixed here (``FIELDS``), never inferred: a value that does not fit its field makes its
 row malformed, reported with the field's name, instead of turning a whole column into text.
@@ -6,19 +6,16 @@ row malformed, reported with the field's name, instead of turning a whole column
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from typing import NamedTuple
 
-import dask
-import dask.dataframe as dd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline import parse, read
+from pipeline import parse
 from pipeline.parse import Malformed
 
 STRING = pd.StringDtype("pyarrow")
@@ -76,24 +73,6 @@ class BlockStats(NamedTuple):
     malformed: int
     samples: list[Malformed]  # the first few, line numbers within the block
 
-    def to_frame(self) -> pd.DataFrame:
-        """One row, so that statistics travel in the same kind of collection as the questions."""
-        row = self._replace(post_types=json.dumps(self.post_types), samples=json.dumps(self.samples))
-        return pd.DataFrame([row], columns=self._fields).astype(STATS_META.dtypes.to_dict())
-
-    @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> list[BlockStats]:
-        return [
-            cls(r.path, r.index, r.lines, Counter(json.loads(r.post_types)), r.malformed,
-                [Malformed(*m) for m in json.loads(r.samples)])
-            for r in frame.itertuples(index=False)
-        ]
-
-
-STATS_META = pd.DataFrame(
-    {name: pd.Series([], dtype=STRING if name in ("path", "post_types", "samples") else "int64") for name in BlockStats._fields}
-)
-
 
 def _typed(column: pa.Array, kind: pa.DataType) -> tuple[pa.Array, pa.Array | None]:
     """``column`` (strings) as ``kind``, and a mask of values that do not fit it (None when all fit)."""
@@ -128,19 +107,12 @@ def frame(parsed: parse.Parsed) -> tuple[pd.DataFrame, list[Malformed]]:
     return table.to_pandas(types_mapper=PANDAS_TYPES.get), malformed
 
 
-def load_block(data: bytes, path: str, index: int, samples: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """One block of XML → its typed questions and its statistics (the task every partition starts with)."""
+def load_block(data: bytes, path: str, index: int, samples: int) -> tuple[pd.DataFrame, BlockStats]:
+    """One block of XML → its typed questions and its statistics."""
     parsed = parse.parse_block(data)
     questions, rejected = frame(parsed)
     parsed.post_types[parse.QUESTION] -= len(rejected)  # counted as malformed instead
     malformed = sorted(parsed.malformed + rejected)
     stats = BlockStats(path, index, len(parsed.lines), parsed.post_types, len(malformed), malformed[:samples])
-    return questions, stats.to_frame()
-
-
-def load(blocks: list[read.Block], samples: int) -> tuple[dd.DataFrame, dd.DataFrame]:
-    """The questions of all blocks as one dask dataframe, and the statistics of each block as another."""
-    tasks = [dask.delayed(load_block, nout=2)(b.data, b.path, b.index, samples) for b in blocks]
-    questions = dd.from_delayed([task[0] for task in tasks], meta=META, verify_meta=False)
-    stats = dd.from_delayed([task[1] for task in tasks], meta=STATS_META, verify_meta=False)
     return questions, stats
+

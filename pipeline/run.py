@@ -1,9 +1,11 @@
 """Run: the stages in order, on whichever cluster, into one run directory.
 
-Pass 1 reads, parses, types and cleans every block once, and in the same graph writes the
-cleaned questions and the labelled ones (the classifier's data) as Parquet and sums the
-analytics — nothing is recomputed and nothing the size of the input is held in memory. Pass 2
-trains and scores the classifier from the labelled Parquet, block by block.
+Pass 1 is one task per block (``first_pass``): parse, type and clean the block, write its
+cleaned questions and its labelled ones (the classifier's data) as Parquet, and return what the
+report needs — counts, analytics partials, statistics. Nothing is recomputed, nothing the size
+of the input is held in memory, and no task is smaller than a block: a tiny task costs the
+scheduler and the workers as much as a large one. Pass 2 trains and scores the classifier
+from the labelled Parquet, block by block.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import logging
 import sys
 import time
 from collections import Counter, defaultdict
+from contextlib import contextmanager
+from typing import NamedTuple
 
 import dask
 import joblib
@@ -21,18 +25,14 @@ from distributed import Client, get_task_stream, progress
 
 from pipeline import analytics, clean, cluster, config, model, parse, questions, read, report
 from pipeline.errors import PipelineError
-from pipeline.output import RunDirectory
+from pipeline.output import RunDirectory, write_parquet
 
 log = logging.getLogger(__name__)
 
-# Parts of task names → the stage they belong to (first match wins), for the compute seconds per stage.
+# Parts of task names → the stage they belong to (first match wins), for the compute seconds per stage
+# (``first_pass`` times its own stages).
 STAGE_OF_TASK = {
     "read-block": "read",
-    "load_block": "parse+questions",
-    "clean_partition": "clean",
-    "partials": "analytics",
-    "labelled": "select labelled",
-    "parquet": "write Parquet",
     "features": "classifier: read+hash",
     "targets": "classifier: read labels",
     "fit": "classifier: fit",
@@ -40,10 +40,51 @@ STAGE_OF_TASK = {
 }
 
 
-def _stage_totals(stream: list[dict]) -> tuple[dict[str, float], dict[str, int]]:
-    """Compute seconds and task counts per stage, from the scheduler's task stream."""
+class BlockResult(NamedTuple):
+    """What the first pass keeps of a block once its questions are written: a few hundred bytes."""
+
+    stats: questions.BlockStats
+    partials: pd.DataFrame
+    counts: dict[str, int]  # labelled questions that train and that are held back
+    seconds: dict[str, float]  # compute seconds per stage
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], stage: str):
+    start = time.perf_counter()
+    yield
+    seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - start
+
+
+def first_pass(data: bytes, path: str, index: int, number: int, questions_dir: str, labelled_dir: str,
+               settings: dict) -> BlockResult:
+    """Every first-pass stage on one block; its Parquet files are ``part.<number>.parquet``."""
+    seconds: dict[str, float] = {}
+    storage_options = settings["storage-options"]
+    with _timed(seconds, "parse+questions"):
+        frame, stats = questions.load_block(data, path, index, settings["samples"])
+    with _timed(seconds, "clean"):
+        cleaned = clean.clean_partition(frame, settings["html-parser"])
+    with _timed(seconds, "write Parquet"):
+        write_parquet(clean.for_parquet(cleaned), f"{questions_dir}/{model.part_file(number)}", clean.PARQUET_SCHEMA,
+                      storage_options)
+    with _timed(seconds, "select labelled"):
+        training = model.labelled(cleaned, settings["labels"], settings["test-size"], settings["random-state"])
+    with _timed(seconds, "write Parquet"):
+        write_parquet(training, f"{labelled_dir}/{model.part_file(number)}", model.LABELLED_SCHEMA, storage_options)
+    with _timed(seconds, "analytics"):
+        partials = analytics.partials(cleaned, settings["tag"], settings["labels"])
+    return BlockResult(stats, partials, model.counts(training), seconds)
+
+
+def _stage_totals(firsts: list[BlockResult], stream: list[dict]) -> tuple[dict[str, float], dict[str, int]]:
+    """Compute seconds and task counts per stage: the first pass's as its tasks timed them, the rest
+    from the scheduler's task stream."""
     seconds: dict[str, float] = defaultdict(float)
-    tasks: dict[str, int] = defaultdict(int)
+    tasks: dict[str, int] = defaultdict(int, {"first pass": len(firsts)})
+    for block in firsts:
+        for stage, value in block.seconds.items():
+            seconds[stage] += value
     for task in stream:
         name = str(task["key"][0] if isinstance(task["key"], tuple) else task["key"])
         stage = next((s for part, s in STAGE_OF_TASK.items() if part in name), None)
@@ -97,31 +138,24 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
     workers = sum(client.nthreads().values())
     blocks = read.blocks(inputs, config.get("blocksize"), storage_options, multiple=max(1, workers))
     log.info("reading %d file(s) in %d blocks", len({b.path for b in blocks}), len(blocks))
-    frame, stats = questions.load(blocks, samples=config.get("report.malformed-samples"))
-    cleaned = clean.clean(frame, config.get("clean.html-parser"))
-    written = cleaned.map_partitions(clean.for_parquet, meta=clean.PARQUET_META).to_parquet(
-        out.path("questions"), compute=False, write_index=False, storage_options=storage_options,
-        schema=clean.PARQUET_SCHEMA,
-    )
-    parts = cleaned.map_partitions(analytics.partials, tag, labels, meta=analytics.PARTIALS_META)
-    training = cleaned.map_partitions(
-        model.labelled, labels, config.get("classifier.test-size"), config.get("classifier.random-state"),
-        meta=model.LABELLED_META,
-    )
-    training_written = training.to_parquet(
-        out.path("labelled"), compute=False, write_index=False, storage_options=storage_options,
-        name_function=model.part_file, schema=model.LABELLED_SCHEMA,
-    )
-    block_counts = training.map_partitions(model.counts, meta=model.COUNTS_META)
-    if visualize:  # dask cannot draw the Parquet write; everything before it is drawn
-        _visualize(visualize, parts, stats)
+    settings = {"storage-options": storage_options, "samples": config.get("report.malformed-samples"),
+                "html-parser": config.get("clean.html-parser"), "tag": tag, "labels": labels,
+                "test-size": config.get("classifier.test-size"), "random-state": config.get("classifier.random-state")}
+    if settings["html-parser"] not in clean.PARSERS:
+        raise PipelineError(f"clean.html-parser must be one of {', '.join(clean.PARSERS)}, not {settings['html-parser']!r}")
+    questions_dir, labelled_dir = out.directory("questions"), out.directory("labelled")
+    block_tasks = [dask.delayed(first_pass, pure=True)(b.data, b.path, b.index, number, questions_dir, labelled_dir,
+                                                       settings) for number, b in enumerate(blocks)]
+    if visualize:
+        _visualize(visualize, *block_tasks)
 
     log.info("pass 1: read, parse, clean, write questions, count tags")
     with get_task_stream(client) as stream1, read.storage_errors(f"{', '.join(inputs)} or {out.url}"):
-        _, _, parts, stats, block_counts = _compute(
-            client, [written, training_written, parts, stats, block_counts], show_progress)
-    stats = questions.BlockStats.from_frame(stats)
+        firsts: list[BlockResult] = _compute(client, block_tasks, show_progress)
     timings["parse, clean, write, analytics"] = round(time.perf_counter() - started, 3)
+    stats = [b.stats for b in firsts]
+    parts = pd.concat([b.partials for b in firsts], ignore_index=True)
+    block_counts = pd.DataFrame([b.counts for b in firsts], columns=["train", "test"])
     results = analytics.combine(parts, tag, top)
     post_types = sum((s.post_types for s in stats), Counter())
     counts = {
@@ -138,7 +172,7 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
         raise PipelineError(f"no question is tagged with exactly one of {labels[0]} and {labels[1]}: nothing to train on")
     t = time.perf_counter()
     with get_task_stream(client) as stream2:
-        files = [f"{out.path('labelled')}/{model.part_file(i)}" for i in range(len(block_counts))]
+        files = [f"{labelled_dir}/{model.part_file(i)}" for i in range(len(block_counts))]
         scores, fitted, test_ids = model.train(files, block_counts, labels, config.get("classifier.random-state"),
                                                storage_options)
     timings["classifier"] = round(time.perf_counter() - t, 3)
@@ -149,7 +183,7 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
     out.write("model.joblib", _model_bytes(fitted))
     out.write("test_split.csv", pd.DataFrame({"id": test_ids}).to_csv(index=False))
     timings["total"] = round(time.perf_counter() - started, 3)
-    seconds, tasks = _stage_totals(stream1.data + stream2.data)
+    seconds, tasks = _stage_totals(firsts, stream1.data + stream2.data)
     result = {
         "status": "complete",
         "inputs": sorted({b.path for b in blocks}),
@@ -159,7 +193,7 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
         **results,
         "classifier": scores,
         "settings": {"blocksize": config.get("blocksize"), "html_parser": config.get("clean.html-parser"),
-                     "partitions": frame.npartitions},
+                     "partitions": len(blocks)},
         "timings": timings,
         "compute_seconds_by_stage": seconds,
         "tasks_by_stage": tasks,

@@ -78,8 +78,3 @@ def test_clean_partition_keeps_lists_as_lists():
     assert list(cleaned.columns) == list(clean.CLEAN_META.columns)
     assert dict(cleaned.dtypes) == dict(clean.CLEAN_META.dtypes)
     assert str(cleaned["tags"].dtype).startswith("list<")
-
-
-def test_unknown_parser_is_refused():
-    with pytest.raises(ValueError, match="html-parser"):
-        clean.clean(None, "lxml")

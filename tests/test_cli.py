@@ -85,7 +85,7 @@ def test_visualize_writes_the_task_graph(posts, tmp_path):
     assert main(["run", "-i", posts, "-o", str(tmp_path / "run"), "--no-progress", "--blocksize", "4MiB",
                  "--visualize", str(graph)]) == 0
     svg = graph.read_text()
-    assert svg.startswith("<?xml") and "<svg" in svg and "load_block" in svg
+    assert svg.startswith("<?xml") and "<svg" in svg and "first_pass" in svg
 
 
 @pytest.mark.cluster

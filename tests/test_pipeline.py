@@ -104,12 +104,12 @@ def test_outputs_are_complete_and_readable(finished):
 
 def test_each_block_is_read_and_parsed_once(finished):
     result, _, _ = finished
-    # Parsing, cleaning, writing and analytics share one pass; the model reads the labelled
+    # Parsing, cleaning, writing and analytics are one task per block; the model reads the labelled
     # questions that pass wrote, each block's file once to fit and once to score.
     partitions = result["settings"]["partitions"]
     tasks = result["tasks_by_stage"]
-    assert tasks["read"] == tasks["parse+questions"] == tasks["clean"] == tasks["analytics"] == partitions
-    assert tasks["select labelled"] == partitions and tasks["classifier: read+hash"] <= partitions
+    assert tasks["read"] == tasks["first pass"] == partitions
+    assert tasks["classifier: read+hash"] <= partitions
     assert tasks["classifier: read+hash+predict"] <= partitions
     assert set(result["compute_seconds_by_stage"]) >= {"read", "parse+questions", "clean", "analytics",
                                                        "write Parquet", "classifier: read+hash", "classifier: fit"}
@@ -134,6 +134,14 @@ def test_no_labelled_question_is_a_clear_error(tmp_path):
     out = tmp_path / "run"
     with dask.config.set(SETTINGS), pytest.raises(PipelineError, match="exactly one of python and r: nothing to train"):
         run.run([str(dump)], str(out))
+    assert not out.exists()
+
+
+def test_unknown_html_parser_is_refused(posts, tmp_path):
+    out = tmp_path / "run"
+    with dask.config.set({**SETTINGS, "posts-pipeline.clean.html-parser": "lxml"}), \
+            pytest.raises(PipelineError, match="html-parser must be one of fast, bs4, not 'lxml'"):
+        run.run([posts], str(out))
     assert not out.exists()
 
 
