@@ -99,6 +99,7 @@ def test_outputs_are_complete_and_readable(finished):
     assert str(table.schema.field("tags").type) == "list<element: string>"
     fitted = __import__("joblib").load(os.path.join(out, "model.joblib"))
     assert fitted["labels"] == ["python", "r"]
+    assert os.path.getsize(os.path.join(out, "model.joblib")) < 1_000_000  # sparse weights, not 2**20 floats
     assert fitted["pipeline"].predict(["import pandas as pd\ndef f(self): pass"])[0] == 0
 
 
