@@ -115,4 +115,3 @@ def load_block(data: bytes, path: str, index: int, samples: int) -> tuple[pd.Dat
     malformed = sorted(parsed.malformed + rejected)
     stats = BlockStats(path, index, len(parsed.lines), parsed.post_types, len(malformed), malformed[:samples])
     return questions, stats
-
