@@ -1,6 +1,6 @@
 """Run: the stages in order, on whichever cluster, into one run directory.
 
-Pass 1 is one task per block (``first_pass``): parse, type and clean the block, write its
+Pass 1 is one task per block (``first_pass``): read, parse, type and clean the block, write its
 cleaned questions and its labelled ones (the classifier's data) as Parquet, and return what the
 report needs — counts, analytics partials, statistics. Nothing is recomputed, nothing the size
 of the input is held in memory, and no task is smaller than a block: a tiny task costs the
@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 # Parts of task names → the stage they belong to (first match wins), for the compute seconds per stage
 # (``first_pass`` times its own stages).
 STAGE_OF_TASK = {
-    "read-block": "read",
     "features": "classifier: read+hash",
     "targets": "classifier: read labels",
     "fit": "classifier: fit",
@@ -56,13 +55,14 @@ def _timed(seconds: dict[str, float], stage: str):
     seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
-def first_pass(data: bytes, path: str, index: int, number: int, questions_dir: str, labelled_dir: str,
-               settings: dict) -> BlockResult:
+def first_pass(block: read.Block, number: int, questions_dir: str, labelled_dir: str, settings: dict) -> BlockResult:
     """Every first-pass stage on one block; its Parquet files are ``part.<number>.parquet``."""
     seconds: dict[str, float] = {}
     storage_options = settings["storage-options"]
+    with _timed(seconds, "read"):
+        data = block.read(storage_options)
     with _timed(seconds, "parse+questions"):
-        frame, stats = questions.load_block(data, path, index, settings["samples"])
+        frame, stats = questions.load_block(data, block.path, block.index, settings["samples"])
     with _timed(seconds, "clean"):
         cleaned = clean.clean_partition(frame, settings["html-parser"])
     with _timed(seconds, "write Parquet"):
@@ -124,8 +124,10 @@ def _model_bytes(fitted: dict) -> bytes:
     return buffer.getvalue()
 
 
-def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str | None = None) -> dict:
-    """Run every stage with ``client`` and write the results to ``out`` (not yet committed)."""
+def run_on(client: Client, inputs: list[str], files: dict[str, int], out: RunDirectory,
+           visualize: str | None = None) -> dict:
+    """Run every stage with ``client`` on ``files`` (``inputs`` expanded: path → size) and write the
+    results to ``out`` (not yet committed)."""
     storage_options = config.get("storage-options")
     tag, top = config.get("analytics.tag"), config.get("analytics.top")
     labels = tuple(config.get("classifier.tags"))
@@ -136,16 +138,16 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
     started = time.perf_counter()
 
     workers = sum(client.nthreads().values())
-    blocks = read.blocks(inputs, config.get("blocksize"), storage_options, multiple=max(1, workers))
-    log.info("reading %d file(s) in %d blocks", len({b.path for b in blocks}), len(blocks))
+    blocks = read.blocks(files, config.get("blocksize"), multiple=max(1, workers))
+    log.info("reading %d file(s) in %d blocks", len(files), len(blocks))
     settings = {"storage-options": storage_options, "samples": config.get("report.malformed-samples"),
                 "html-parser": config.get("clean.html-parser"), "tag": tag, "labels": labels,
                 "test-size": config.get("classifier.test-size"), "random-state": config.get("classifier.random-state")}
     if settings["html-parser"] not in clean.PARSERS:
         raise PipelineError(f"clean.html-parser must be one of {', '.join(clean.PARSERS)}, not {settings['html-parser']!r}")
     questions_dir, labelled_dir = out.directory("questions"), out.directory("labelled")
-    block_tasks = [dask.delayed(first_pass, pure=True)(b.data, b.path, b.index, number, questions_dir, labelled_dir,
-                                                       settings) for number, b in enumerate(blocks)]
+    block_tasks = [dask.delayed(first_pass, pure=True)(b, number, questions_dir, labelled_dir, settings)
+                   for number, b in enumerate(blocks)]
     if visualize:
         _visualize(visualize, *block_tasks)
 
@@ -172,8 +174,8 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
         raise PipelineError(f"no question is tagged with exactly one of {labels[0]} and {labels[1]}: nothing to train on")
     t = time.perf_counter()
     with get_task_stream(client) as stream2:
-        files = [f"{labelled_dir}/{model.part_file(i)}" for i in range(len(block_counts))]
-        scores, fitted, test_ids = model.train(files, block_counts, labels, config.get("classifier.random-state"),
+        labelled_files = [f"{labelled_dir}/{model.part_file(i)}" for i in range(len(block_counts))]
+        scores, fitted, test_ids = model.train(labelled_files, block_counts, labels, config.get("classifier.random-state"),
                                                storage_options)
     timings["classifier"] = round(time.perf_counter() - t, 3)
     log.info("accuracy %.4f on %d test questions", scores["accuracy"], scores["test_rows"])
@@ -186,7 +188,7 @@ def run_on(client: Client, inputs: list[str], out: RunDirectory, visualize: str 
     seconds, tasks = _stage_totals(firsts, stream1.data + stream2.data)
     result = {
         "status": "complete",
-        "inputs": sorted({b.path for b in blocks}),
+        "inputs": sorted(files),
         "output": out.url,
         "counts": counts,
         "malformed_samples": _malformed_samples(stats, config.get("report.malformed-samples")),
@@ -221,14 +223,14 @@ def run(inputs: list[str] | str | None = None, output: str | None = None) -> dic
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
     storage_options = config.get("storage-options")
     log.info("input %s → output %s (storage options %s)", ", ".join(inputs), output, config.redacted(storage_options))
-    read.expand(inputs, storage_options)  # fail on a missing input before starting a cluster
+    files = read.expand(inputs, storage_options)  # listed once, and a missing input fails before a cluster starts
     out = RunDirectory(output, storage_options, overwrite=config.get("overwrite"))
     try:
         with cluster.connect(
             config.get("cluster.kind"), config.get("cluster.scheduler-address"),
             config.get("cluster.local"), config.get("cluster.connect-timeout"),
         ) as client:
-            result = run_on(client, inputs, out, visualize=config.get("visualize"))
+            result = run_on(client, inputs, files, out, visualize=config.get("visualize"))
         out.commit()
     except BaseException:
         out.abort()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import xml.etree.ElementTree as ET
 
 import pyarrow as pa
@@ -173,11 +174,29 @@ def test_lines_keep_positions():
 
 @pytest.mark.parametrize("size", [1, 2**24 - 1, 2**24, 2**24 + 1, 200_121_942, 5_000_036_320])
 @pytest.mark.parametrize("multiple", [1, 2, 3])
-def test_blocks_come_in_a_multiple_of_the_workers(size, multiple, tmp_path):
-    path = tmp_path / "Posts.xml"
-    with open(path, "wb") as f:  # sparse: read_bytes only needs the size to cut blocks
-        f.truncate(size)
-    blocks = read.blocks(str(path), 2**24, {}, multiple=multiple)
-    assert read.even_blocksize(size, 2**24, multiple) <= 2**24
+def test_blocks_come_in_a_multiple_of_the_workers(size, multiple):
+    blocks = read.blocks({"Posts.xml": size}, 2**24, multiple=multiple)
     assert len(blocks) % multiple == 0 or size < multiple
     assert len(blocks) < -(-size // 2**24) + multiple  # never more blocks than needed
+    assert max(b.length for b in blocks) - min(b.length for b in blocks) <= 1 and blocks[0].length <= 2**24
+    assert [b.offset for b in blocks] == [0, *(b.offset + b.length for b in blocks[:-1])]
+    assert blocks[-1].offset + blocks[-1].length == size
+
+
+def test_blocks_hold_every_line_once(tmp_path):
+    lines = [f"  <row Id=\"{i}\" Body=\"{'x' * (i % 97)}\" />\r\n".encode() for i in range(2_000)]
+    data = b"\xef\xbb\xbf<?xml version=\"1.0\"?>\r\n<posts>\r\n" + b"".join(lines) + b"</posts>"
+    (tmp_path / "Posts.xml").write_bytes(data)
+    files = read.expand(str(tmp_path / "*.xml"), {})
+    assert list(files.values()) == [len(data)]
+    blocks = read.blocks(files, 100, multiple=3)  # shorter than some lines: a few blocks hold no line
+    parts = [b.read({}) for b in blocks]
+    assert len(blocks) % 3 == 0 and b"".join(parts) == data and b"" in parts
+
+
+def test_a_compressed_file_is_one_block(tmp_path):
+    data = block(row(**QUESTION), row(**{**QUESTION, "Id": 2}))
+    with gzip.open(tmp_path / "Posts.xml.gz", "wb") as f:
+        f.write(data)
+    blocks = read.blocks(read.expand(str(tmp_path / "Posts.xml.gz"), {}), 16, multiple=2)
+    assert len(blocks) == 1 and blocks[0].read({}) == data
