@@ -8,7 +8,6 @@ named file); each block is then read by the task that parses it. Blocks are cut 
 
 from __future__ import annotations
 
-import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -60,9 +59,9 @@ def _info(fs, path: str) -> dict[str, dict]:
 
 def block_count(size: int, blocksize: int, multiple: int) -> int:
     """How many blocks of at most ``blocksize`` to cut ``size`` bytes into: a multiple of ``multiple``,
-    so that no worker is left with one block more than the others at the end (but never empty ones)."""
-    count = math.ceil(math.ceil(size / blocksize) / multiple) * multiple
-    return max(1, min(count, size))
+    so that no worker is left with one block more than the others at the end (never a block of no bytes)."""
+    count = -(-size // blocksize)
+    return max(1, min(-(-count // multiple) * multiple, size))
 
 
 def blocks(files: dict[str, int], blocksize: str | int, multiple: int = 1) -> list[Block]:
