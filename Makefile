@@ -30,6 +30,9 @@ env: $(BIN)/.installed ## create .venv from the lock file
 system-deps:
 	@command -v dot >/dev/null || { apt-get update -qq && apt-get install -y -qq graphviz >/dev/null; } \
 	    || echo "warning: could not install graphviz; --visualize and its test need it" >&2
+	@# Debian's chromium renders the report pages headless, in the tests that look at them.
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } \
+	    || echo "warning: could not install chromium; the tests that render the report pages need it" >&2
 
 $(DEMO_DATA): | $(BIN)/.installed
 	$(BIN)/posts-pipeline generate --size $(DEMO_SIZE) --output $@

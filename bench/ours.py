@@ -36,10 +36,11 @@ def run(path: str, tag: str = "python", workers: int = 2, scheduler: str | None 
         # for the agreement check, outside the timed part (``wall``).
         tags = pq.read_table(os.path.join(out, "questions"), columns=["tags"]).column("tags").to_pylist()
     cooccurrence = Counter(t for row in tags if tag in row for t in row if t != tag)
-    stages = {"cluster start + other": 0.0, **report["timings"]}
+    (site,) = report.sites.values()
+    stages = {"cluster start + other": 0.0, **report.timings}
     del stages["total"]
     stages["cluster start + other"] = total - sum(stages.values())
-    return Result(stages=stages, wall=total, questions=report["counts"]["questions"], cooccurrence=dict(cooccurrence),
-                  accuracy=report["classifier"]["accuracy"], report_top=report["cooccurrence"]["top"],
-                  rows=report["counts"]["rows"], labelled=report["labelled_questions"],
-                  compute_seconds_by_stage=report["compute_seconds_by_stage"])
+    return Result(stages=stages, wall=total, questions=report.counts["questions"], cooccurrence=dict(cooccurrence),
+                  accuracy=site.classifier.accuracy, report_top=site.analytics["cooccurrence"]["top"],
+                  rows=report.counts["rows"], labelled=site.analytics["labelled_questions"],
+                  compute_seconds_by_stage=report.compute_seconds_by_stage)

@@ -53,6 +53,9 @@ RUN_SETTINGS = {
     "classifier_tags": "classifier.tags",
     "test_size": "classifier.test-size",
     "random_state": "classifier.random-state",
+    "classifier": "classifier.enabled",
+    "min_questions": "classifier.min-questions",
+    "allow_malformed": "malformed.allow",
     "progress": "progress",
     "visualize": "visualize",
 }
@@ -104,6 +107,12 @@ def _add_run(sub) -> None:
     st.add_argument("--classifier-tags", nargs=2, metavar=("TAG_A", "TAG_B"), help="the two tags the classifier tells apart (default python r) [classifier.tags]")
     st.add_argument("--test-size", type=float, help="fraction of questions held back for scoring [classifier.test-size]")
     st.add_argument("--random-state", type=int, help="seed of the split and the classifier [classifier.random-state]")
+    st.add_argument("--no-classifier", dest="classifier", action="store_false", default=None,
+                    help="skip the classifier: analytics and Parquet only [classifier.enabled]")
+    st.add_argument("--min-questions", type=int, metavar="N",
+                    help="skip a site's classifier when either tag has fewer labelled questions [classifier.min-questions]")
+    st.add_argument("--allow-malformed", action="store_true", default=None,
+                    help="finish even when most lines of a site are malformed [malformed.allow]")
     ux = p.add_argument_group("output on the terminal")
     ux.add_argument("--progress", dest="progress", action="store_true", default=None, help="show a progress bar [progress]")
     ux.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
@@ -126,11 +135,13 @@ def _run(args) -> int:
     from pipeline.run import run
 
     result = run()
-    clf = result["classifier"]
-    print(
-        f"{result['counts']['questions']} questions ({result['counts']['malformed']} malformed lines); "
-        f"accuracy {clf['accuracy']:.4f} ({' vs '.join(clf['tags'])}); report: {result['output']}/report.html"
-    )
+    from pipeline.report import classifier_sentence
+
+    counts = result.counts
+    outcome = (f"{len(result.sites)} sites" if result.many
+               else classifier_sentence(next(iter(result.sites.values())).classifier).rstrip("."))
+    print(f"{counts['questions']} questions ({counts['malformed']} malformed lines); {outcome}; "
+          f"report: {result.output}/{result.page}")
     return 0
 
 

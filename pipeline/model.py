@@ -19,6 +19,8 @@ orders) against plain SGD's 0.975 (±0.0002); on 10 MB both averaged 0.989.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import dask
 import dask.array as da
 import numpy as np
@@ -37,7 +39,10 @@ from sklearn.pipeline import make_pipeline
 from pipeline import hashing
 from pipeline.clean import has_tag
 
-LABELLED_SCHEMA = pa.schema([("id", pa.int64()), ("text", pa.large_string()), ("label", pa.int8()), ("test", pa.bool_())])
+LABELLED_SCHEMA = pa.schema([("site", pa.string()), ("id", pa.int64()), ("text", pa.large_string()),
+                             ("label", pa.int8()), ("test", pa.bool_())])
+SIDES = ("train", "test")
+COUNTS = ("train", "test", "train_second", "test_second")  # what ``counts`` gives for a block
 
 
 def held_back(ids: np.ndarray, test_size: float, random_state: int) -> np.ndarray:
@@ -47,13 +52,16 @@ def held_back(ids: np.ndarray, test_size: float, random_state: int) -> np.ndarra
     return (hashes >> np.uint64(11)).astype(np.float64) / 2.0**53 < test_size
 
 
-def labelled(questions: pd.DataFrame, labels: tuple[str, str], test_size: float, random_state: int) -> pd.DataFrame:
-    """The questions tagged with exactly one of ``labels``: id, text, label (0 or 1) and held back or not."""
+def labelled(questions: pd.DataFrame, labels: tuple[str, str], test_size: float, random_state: int,
+             site: str) -> pd.DataFrame:
+    """The questions of ``site`` tagged with exactly one of ``labels``: site, id, text, label (0 or 1) and
+    held back or not."""
     first, second = (has_tag(questions["tags"], name) for name in labels)
     keep = first != second
     ids = questions["id"].to_numpy(dtype="int64", na_value=-1)[keep]
     return pd.DataFrame(
         {
+            "site": site,
             "id": ids,
             "text": questions["body_text"].fillna("")[keep].array,
             "label": second[keep].astype("int8"),
@@ -64,14 +72,61 @@ def labelled(questions: pd.DataFrame, labels: tuple[str, str], test_size: float,
 
 
 def counts(frame: pd.DataFrame) -> dict[str, int]:
-    """How many of a block's labelled questions train and how many score."""
-    test = int(frame["test"].sum())
-    return {"train": len(frame) - test, "test": test}
+    """How many of a block's labelled questions train and how many score, and how many of each side carry
+    the second label (the rest carry the first)."""
+    test, second = frame["test"].to_numpy(bool), frame["label"].to_numpy() == 1
+    return {"train": int((~test).sum()), "test": int(test.sum()),
+            "train_second": int((~test & second).sum()), "test_second": int((test & second).sum())}
 
 
-def part_file(index: int) -> str:
-    """The file of block ``index`` in a Parquet directory written by the first pass."""
-    return f"part.{index}.parquet"
+def label_counts(block_counts: pd.DataFrame, labels: tuple[str, str]) -> dict[str, dict[str, int]]:
+    """Labelled questions per label and side, summed over blocks: ``{"python": {"train": 9, "test": 2}, …}``."""
+    totals = block_counts.sum()
+    found = {side: (int(totals[side] - totals[f"{side}_second"]), int(totals[f"{side}_second"])) for side in SIDES}
+    return {label: {side: found[side][i] for side in SIDES} for i, label in enumerate(labels)}
+
+
+def reason_to_skip(found: dict[str, dict[str, int]], min_questions: int) -> str | None:
+    """Why these labelled questions cannot give a classifier worth reporting (None: they can).
+
+    A model trained on one class, or scored on no question, would print an accuracy that means nothing.
+    """
+    totals = {label: sum(sides.values()) for label, sides in found.items()}
+    few = [f"{label} has {n}" for label, n in totals.items() if n < min_questions]
+    if few:
+        return (f"too few labelled questions: {' and '.join(few)} "
+                f"(classifier.min-questions asks for {min_questions} of each)")
+    untrained = [label for label, sides in found.items() if not sides["train"]]
+    if untrained:
+        return f"no {' or '.join(untrained)} question among the training questions (see classifier.test-size)"
+    if not sum(sides["test"] for sides in found.values()):
+        return "no question was held back for scoring (see classifier.test-size)"
+    return None
+
+
+@dataclass
+class Classifier:
+    """The classifier stage's result: trained (scores, model, held-back ids) or skipped (why)."""
+
+    tags: list[str]
+    counts: dict[str, dict[str, int]]  # labelled questions per label and side
+    reason: str | None = None  # why it was skipped; None: trained
+    suggested_tags: list[str] = field(default_factory=list)  # when skipped: the site's own most frequent tags
+    scores: dict = field(default_factory=dict)  # accuracy, baseline, train_rows, test_rows, confusion_matrix
+    model: dict | None = None  # what model.joblib holds
+    test_ids: np.ndarray | None = None
+
+    @property
+    def status(self) -> str:
+        return "skipped" if self.reason else "trained"
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.scores.get("accuracy")
+
+    def as_json(self) -> dict:
+        skipped = {"reason": self.reason, "suggested_tags": self.suggested_tags} if self.reason else {}
+        return {"status": self.status, "tags": self.tags, **skipped, **self.scores, "counts": self.counts}
 
 
 def _side(path: str, storage_options: dict, held: bool, columns: list[str]) -> pa.Table:
@@ -102,7 +157,7 @@ def score_block(path: str, storage_options: dict, estimator: SGDClassifier) -> t
 def _chunks(function, files: list[str], sizes: list[int], storage_options: dict, width: int | None = None) -> da.Array:
     """A dask array with one chunk per file that has rows, each chunk one task: ``from_delayed`` and
     ``concatenate`` would add two more per chunk, and tiny tasks cost as much scheduling as big ones."""
-    files, sizes = zip(*[(f, n) for f, n in zip(files, sizes) if n])
+    files, sizes = zip(*[(f, n) for f, n in zip(files, sizes) if n]) or ((), ())
     name = f"{function.__name__}-{tokenize(files, storage_options)}"
     if width:
         graph = {(name, i, 0): (function, f, storage_options) for i, f in enumerate(files)}
@@ -113,7 +168,11 @@ def _chunks(function, files: list[str], sizes: list[int], storage_options: dict,
 
 def train(files: list[str], block_counts: pd.DataFrame, labels: tuple[str, str], random_state: int,
           storage_options: dict) -> tuple[dict, dict, np.ndarray]:
-    """Fit on the training questions of ``files``; return the scores, the model and the held-back ids."""
+    """Fit on the training questions of ``files``; return the scores, the model and the held-back ids.
+
+    Needs one training question at least (``reason_to_skip`` says when there is none); one class only, or
+    no held-back question, still give a model (accuracy and baseline None without a question to score).
+    """
     n_train, n_test = block_counts["train"].tolist(), block_counts["test"].tolist()
     x_train = _chunks(features, files, n_train, storage_options, width=hashing.N_FEATURES)
     y_train = _chunks(targets, files, n_train, storage_options)
@@ -132,7 +191,9 @@ def train(files: list[str], block_counts: pd.DataFrame, labels: tuple[str, str],
     predicted, actual, test_ids = (np.concatenate(part) for part in zip(*scored))
     scores = {
         "tags": list(labels),
-        "accuracy": float(np.mean(predicted == actual)) if len(actual) else float("nan"),
+        "accuracy": float(np.mean(predicted == actual)) if len(actual) else None,
+        # What always guessing the larger class would score: 0.82 on 11 questions may be no better.
+        "baseline": float(max(np.mean(actual == 0), np.mean(actual == 1))) if len(actual) else None,
         "train_rows": int(sum(n_train)),
         "test_rows": int(len(actual)),
         "confusion_matrix": confusion_matrix(actual, predicted, labels=[0, 1]).tolist(),

@@ -91,3 +91,14 @@ def write_parquet(frame: pd.DataFrame, url: str, schema: pa.Schema, storage_opti
     fs, path = fsspec.core.url_to_fs(url, **storage_options)
     with fs.open(path, "wb") as f:
         pq.write_table(table, f)
+
+
+# The run directory's layout: where each part of a result goes, named in one place.
+def part_file(index: int) -> str:
+    """The file of block ``index`` in a Parquet directory written by the first pass."""
+    return f"part.{index}.parquet"
+
+
+def site_file(site: str | None, name: str) -> str:
+    """Where a site's own file goes: at the top of a one-site run, under ``sites/<site>/`` in a run of many."""
+    return name if site is None else f"sites/{site}/{name}"

@@ -1,11 +1,13 @@
 """Run: the stages in order, on whichever cluster, into one run directory.
 
-Pass 1 is one task per block (``first_pass``): read, parse, type and clean the block, write its
-cleaned questions and its labelled ones (the classifier's data) as Parquet, and return what the
-report needs — counts, analytics partials, statistics. Nothing is recomputed, nothing the size
-of the input is held in memory, and no task is smaller than a block: a tiny task costs the
-scheduler and the workers as much as a large one. Pass 2 trains and scores the classifier
-from the labelled Parquet, block by block.
+plan → first pass → combine → classifier → write. The first pass is one task per block
+(``first_pass``): read, parse, type and clean the block, write its cleaned questions and its
+labelled ones (the classifier's data) as Parquet, and return what the report needs — counts,
+analytics partials, statistics. Nothing is recomputed, nothing the size of the input is held in
+memory, and no task is smaller than a block: a tiny task costs the scheduler and the workers as
+much as a large one. Each input file belongs to a site (``sites``); the partials are combined per
+site, and each site's classifier trains and scores from its own labelled Parquet, block by block,
+or declines with the reason when its labelled questions cannot give a meaningful score.
 """
 
 from __future__ import annotations
@@ -16,16 +18,18 @@ import sys
 import time
 from collections import Counter, defaultdict
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import dask
 import joblib
 import pandas as pd
+import pyarrow as pa
 from distributed import Client, get_task_stream, progress
 
-from pipeline import analytics, clean, cluster, config, model, parse, questions, read, report
+from pipeline import analytics, clean, cluster, config, model, parse, questions, read, report, sites
 from pipeline.errors import PipelineError
-from pipeline.output import RunDirectory, write_parquet
+from pipeline.output import RunDirectory, part_file, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +41,50 @@ STAGE_OF_TASK = {
     "fit": "classifier: fit",
     "score_block": "classifier: read+hash+predict",
 }
+# The cleaned questions as written: each row carries its site, so that ids of several sites never collide.
+QUESTIONS_SCHEMA = clean.PARQUET_SCHEMA.insert(0, pa.field("site", pa.string()))
+
+
+@dataclass(frozen=True)
+class PassSettings:
+    """What the first pass's tasks need to know, checked before any cluster starts."""
+
+    storage_options: dict
+    samples: int
+    html_parser: str
+    tag: str
+    labels: tuple[str, str]
+    classify: bool  # write the labelled questions (not with --no-classifier)
+    test_size: float
+    random_state: int
+
+    @classmethod
+    def from_config(cls) -> PassSettings:
+        labels = tuple(config.get("classifier.tags"))
+        if len(labels) != 2 or labels[0] == labels[1]:
+            raise PipelineError(f"classifier.tags must name two different tags, not {list(labels)}")
+        parser = config.get("clean.html-parser")
+        if parser not in clean.PARSERS:
+            raise PipelineError(f"clean.html-parser must be one of {', '.join(clean.PARSERS)}, not {parser!r}")
+        return cls(config.get("storage-options"), config.get("report.malformed-samples"), parser,
+                   config.get("analytics.tag"), labels, bool(config.get("classifier.enabled")),
+                   config.get("classifier.test-size"), config.get("classifier.random-state"))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The blocks to read, the site of each, and where the first pass writes."""
+
+    inputs: list[str]
+    files: dict[str, int]
+    blocks: list[read.Block]
+    sites: dict[str, list[int]]  # site → the numbers of its blocks
+    questions_dir: str
+    labelled_dir: str
+    settings: PassSettings
+
+    def site_of(self, number: int) -> str:
+        return sites.site_of(self.blocks[number].path)
 
 
 class BlockResult(NamedTuple):
@@ -44,8 +92,19 @@ class BlockResult(NamedTuple):
 
     stats: questions.BlockStats
     partials: pd.DataFrame
-    counts: dict[str, int]  # labelled questions that train and that are held back
+    counts: dict[str, int]  # labelled questions that train and that are held back (``model.counts``)
     seconds: dict[str, float]  # compute seconds per stage
+
+
+class Combined(NamedTuple):
+    """A site's first-pass results added up."""
+
+    counts: dict
+    malformed_samples: list[dict]
+    analytics: dict
+    tag_counts: list[list]
+    block_counts: pd.DataFrame  # model.counts of each of the site's blocks
+    warnings: list[str]
 
 
 @contextmanager
@@ -55,26 +114,149 @@ def _timed(seconds: dict[str, float], stage: str):
     seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
-def first_pass(block: read.Block, number: int, questions_dir: str, labelled_dir: str, settings: dict) -> BlockResult:
+def plan(client: Client, inputs: list[str], files: dict[str, int], out: RunDirectory) -> Plan:
+    """Cut the files into blocks (a multiple of the cluster's threads) and group them by site."""
+    settings = PassSettings.from_config()
+    blocks = read.blocks(files, config.get("blocksize"), multiple=max(1, sum(client.nthreads().values())))
+    by_site: dict[str, list[int]] = defaultdict(list)
+    for number, block in enumerate(blocks):
+        by_site[sites.site_of(block.path)].append(number)
+    log.info("reading %d file(s) of %d site(s) in %d blocks", len(files), len(by_site), len(blocks))
+    labelled_dir = out.directory("labelled") if settings.classify else ""
+    return Plan(inputs, files, blocks, dict(sorted(by_site.items())), out.directory("questions"), labelled_dir,
+                settings)
+
+
+def first_pass(block: read.Block, number: int, site: str, questions_dir: str, labelled_dir: str,
+               settings: PassSettings) -> BlockResult:
     """Every first-pass stage on one block; its Parquet files are ``part.<number>.parquet``."""
     seconds: dict[str, float] = {}
-    storage_options = settings["storage-options"]
+    options = settings.storage_options
     with _timed(seconds, "read"):
-        data = block.read(storage_options)
+        data = block.read(options)
     with _timed(seconds, "parse+questions"):
-        frame, stats = questions.load_block(data, block.path, block.index, settings["samples"])
+        frame, stats = questions.load_block(data, block.path, block.index, settings.samples)
     with _timed(seconds, "clean"):
-        cleaned = clean.clean_partition(frame, settings["html-parser"])
+        cleaned = clean.clean_partition(frame, settings.html_parser)
     with _timed(seconds, "write Parquet"):
-        write_parquet(clean.for_parquet(cleaned), f"{questions_dir}/{model.part_file(number)}", clean.PARQUET_SCHEMA,
-                      storage_options)
-    with _timed(seconds, "select labelled"):
-        training = model.labelled(cleaned, settings["labels"], settings["test-size"], settings["random-state"])
-    with _timed(seconds, "write Parquet"):
-        write_parquet(training, f"{labelled_dir}/{model.part_file(number)}", model.LABELLED_SCHEMA, storage_options)
+        written = clean.for_parquet(cleaned).assign(site=site)
+        write_parquet(written, f"{questions_dir}/{part_file(number)}", QUESTIONS_SCHEMA, options)
+    counts = dict.fromkeys(model.COUNTS, 0)
+    if settings.classify:
+        with _timed(seconds, "select labelled"):
+            training = model.labelled(cleaned, settings.labels, settings.test_size, settings.random_state, site)
+        with _timed(seconds, "write Parquet"):
+            write_parquet(training, f"{labelled_dir}/{part_file(number)}", model.LABELLED_SCHEMA, options)
+        counts = model.counts(training)
     with _timed(seconds, "analytics"):
-        partials = analytics.partials(cleaned, settings["tag"], settings["labels"])
-    return BlockResult(stats, partials, model.counts(training), seconds)
+        partials = analytics.partials(cleaned, settings.tag, settings.labels)
+    return BlockResult(stats, partials, counts, seconds)
+
+
+def run_first_pass(client: Client, plan: Plan, out: RunDirectory, visualize: str | None,
+                   show_progress: bool) -> tuple[list[BlockResult], list[dict]]:
+    """One task per block; the results in block order, and the scheduler's record of the tasks."""
+    tasks = [dask.delayed(first_pass, pure=True)(b, number, plan.site_of(number), plan.questions_dir,
+                                                 plan.labelled_dir, plan.settings)
+             for number, b in enumerate(plan.blocks)]
+    if visualize:
+        _visualize(visualize, *tasks)
+    log.info("pass 1: read, parse, clean, write questions, count tags")
+    with get_task_stream(client) as stream, read.storage_errors(f"{', '.join(plan.inputs)} or {out.url}"):
+        firsts = _compute(client, tasks, show_progress)
+    return firsts, stream.data
+
+
+def combine(name: str, firsts: list[BlockResult]) -> Combined:
+    """One site's blocks added up: counts, malformed samples, analytics and the classifier's counts."""
+    stats = [b.stats for b in firsts]
+    tag, top = config.get("analytics.tag"), config.get("analytics.top")
+    results = analytics.combine(pd.concat([b.partials for b in firsts], ignore_index=True), tag, top)
+    post_types = sum((s.post_types for s in stats), Counter())
+    counts = {
+        "lines": sum(s.lines for s in stats),
+        "rows": sum(post_types.values()),
+        "questions": post_types.get(parse.QUESTION, 0),
+        "malformed": sum(s.malformed for s in stats),
+        "by_post_type": {k: post_types[k] for k in sorted(post_types, key=int)},
+    }
+    log.info("%s: %d rows, %d questions, %d malformed lines", name, counts["rows"], counts["questions"],
+             counts["malformed"])
+    samples = _malformed_samples(stats, config.get("report.malformed-samples"))
+    tag_counts = analytics.ranked(results.pop("tag_counts"))
+    block_counts = pd.DataFrame([b.counts for b in firsts])
+    return Combined(counts, samples, results, tag_counts, block_counts, [])
+
+
+def classify(plan: Plan, name: str, combined: Combined) -> model.Classifier:
+    """Train and score the site's classifier on its labelled Parquet, or say why it is not worth it."""
+    labels = plan.settings.labels
+    if not plan.settings.classify:
+        return model.Classifier(list(labels), {}, reason="turned off (--no-classifier, classifier.enabled false)")
+    found = model.label_counts(combined.block_counts, labels)
+    reason = model.reason_to_skip(found, config.get("classifier.min-questions"))
+    if reason:
+        log.info("%s: classifier %s vs %s skipped: %s", name, *labels, reason)
+        suggested = [t for t, _ in combined.tag_counts[:2]]
+        return model.Classifier(list(labels), found, reason=reason, suggested_tags=suggested)
+    log.info("%s: classifier %s vs %s on %d questions", name, *labels, combined.analytics["labelled_questions"])
+    files = [f"{plan.labelled_dir}/{part_file(i)}" for i in plan.sites[name]]
+    scores, fitted, test_ids = model.train(files, combined.block_counts, labels, plan.settings.random_state,
+                                           plan.settings.storage_options)
+    log.info("%s: accuracy %s on %d test questions (baseline %s)", name, scores["accuracy"], scores["test_rows"],
+             scores["baseline"])
+    return model.Classifier(list(labels), found, scores=scores, model=fitted, test_ids=test_ids)
+
+
+def write(out: RunDirectory, result: report.Report) -> None:
+    """Every site's files, then the reports (``_SUCCESS`` is the run directory's, at commit)."""
+    test_split = []
+    for site in result.sites.values():
+        frame = pd.DataFrame(site.tag_counts, columns=["tag", "count"])
+        out.write(result.site_file(site, "tag_counts.csv"), frame.to_csv(index=False))
+        clf = site.classifier
+        if clf.model is not None:
+            out.write(result.site_file(site, "model.joblib"), _model_bytes(clf.model))
+            test_split.append(pd.DataFrame({"site": site.name, "id": clf.test_ids}))
+        if result.many:
+            out.write(result.site_file(site, "report.html"), report.to_html(result, site))
+    if test_split:
+        out.write("test_split.csv", pd.concat(test_split).to_csv(index=False))
+    out.write("report.json", report.to_json(result))
+    out.write(result.page, report.index_html(result) if result.many else report.to_html(result, *result.sites.values()))
+
+
+def run_on(client: Client, inputs: list[str], files: dict[str, int], out: RunDirectory,
+           visualize: str | None = None) -> report.Report:
+    """Run every stage with ``client`` on ``files`` (``inputs`` expanded: path → size) and write the
+    results to ``out`` (not yet committed)."""
+    show_progress = {"auto": sys.stderr.isatty(), True: True, False: False}[config.get("progress")]
+    started = time.perf_counter()
+    the_plan = plan(client, inputs, files, out)
+    firsts, stream = run_first_pass(client, the_plan, out, visualize, show_progress)
+    timings = {"parse, clean, write, analytics": round(time.perf_counter() - started, 3)}
+    combined = {name: combine(name, [firsts[i] for i in numbers]) for name, numbers in the_plan.sites.items()}
+    t = time.perf_counter()
+    with get_task_stream(client) as classifier_stream:
+        classifiers = {name: classify(the_plan, name, c) for name, c in combined.items()}
+    timings["classifier"] = round(time.perf_counter() - t, 3)
+    result = _report(the_plan, out.url, combined, classifiers)
+    result.compute_seconds_by_stage, result.tasks_by_stage = _stage_totals(firsts, stream + classifier_stream.data)
+    timings["total"] = round(time.perf_counter() - started, 3)
+    result.timings = timings
+    write(out, result)
+    return result
+
+
+def _report(plan: Plan, output: str, combined: dict[str, Combined],
+            classifiers: dict[str, model.Classifier]) -> report.Report:
+    found = {name: report.Site(name, sorted({plan.blocks[i].path for i in plan.sites[name]}), c.counts,
+                               c.malformed_samples, c.analytics, c.tag_counts, classifiers[name], c.warnings)
+             for name, c in combined.items()}
+    settings = {"blocksize": config.get("blocksize"), "html_parser": plan.settings.html_parser,
+                "partitions": len(plan.blocks)}
+    return report.Report(inputs=sorted(plan.files), output=output, sites=found,
+                         settings=settings)
 
 
 def _stage_totals(firsts: list[BlockResult], stream: list[dict]) -> tuple[dict[str, float], dict[str, int]]:
@@ -124,88 +306,6 @@ def _model_bytes(fitted: dict) -> bytes:
     return buffer.getvalue()
 
 
-def run_on(client: Client, inputs: list[str], files: dict[str, int], out: RunDirectory,
-           visualize: str | None = None) -> dict:
-    """Run every stage with ``client`` on ``files`` (``inputs`` expanded: path → size) and write the
-    results to ``out`` (not yet committed)."""
-    storage_options = config.get("storage-options")
-    tag, top = config.get("analytics.tag"), config.get("analytics.top")
-    labels = tuple(config.get("classifier.tags"))
-    if len(labels) != 2 or labels[0] == labels[1]:
-        raise PipelineError(f"classifier.tags must name two different tags, not {list(labels)}")
-    show_progress = {"auto": sys.stderr.isatty(), True: True, False: False}[config.get("progress")]
-    timings: dict[str, float] = {}
-    started = time.perf_counter()
-
-    workers = sum(client.nthreads().values())
-    blocks = read.blocks(files, config.get("blocksize"), multiple=max(1, workers))
-    log.info("reading %d file(s) in %d blocks", len(files), len(blocks))
-    settings = {"storage-options": storage_options, "samples": config.get("report.malformed-samples"),
-                "html-parser": config.get("clean.html-parser"), "tag": tag, "labels": labels,
-                "test-size": config.get("classifier.test-size"), "random-state": config.get("classifier.random-state")}
-    if settings["html-parser"] not in clean.PARSERS:
-        raise PipelineError(f"clean.html-parser must be one of {', '.join(clean.PARSERS)}, not {settings['html-parser']!r}")
-    questions_dir, labelled_dir = out.directory("questions"), out.directory("labelled")
-    block_tasks = [dask.delayed(first_pass, pure=True)(b, number, questions_dir, labelled_dir, settings)
-                   for number, b in enumerate(blocks)]
-    if visualize:
-        _visualize(visualize, *block_tasks)
-
-    log.info("pass 1: read, parse, clean, write questions, count tags")
-    with get_task_stream(client) as stream1, read.storage_errors(f"{', '.join(inputs)} or {out.url}"):
-        firsts: list[BlockResult] = _compute(client, block_tasks, show_progress)
-    timings["parse, clean, write, analytics"] = round(time.perf_counter() - started, 3)
-    stats = [b.stats for b in firsts]
-    parts = pd.concat([b.partials for b in firsts], ignore_index=True)
-    block_counts = pd.DataFrame([b.counts for b in firsts], columns=["train", "test"])
-    results = analytics.combine(parts, tag, top)
-    post_types = sum((s.post_types for s in stats), Counter())
-    counts = {
-        "lines": sum(s.lines for s in stats),
-        "rows": sum(post_types.values()),
-        "questions": post_types.get(parse.QUESTION, 0),
-        "malformed": sum(s.malformed for s in stats),
-        "by_post_type": {k: post_types[k] for k in sorted(post_types, key=int)},
-    }
-    log.info("%d rows, %d questions, %d malformed lines", counts["rows"], counts["questions"], counts["malformed"])
-
-    log.info("pass 2: classifier %s vs %s on %d questions", *labels, results["labelled_questions"])
-    if not block_counts["train"].sum():
-        raise PipelineError(f"no question is tagged with exactly one of {labels[0]} and {labels[1]}: nothing to train on")
-    t = time.perf_counter()
-    with get_task_stream(client) as stream2:
-        labelled_files = [f"{labelled_dir}/{model.part_file(i)}" for i in range(len(block_counts))]
-        scores, fitted, test_ids = model.train(labelled_files, block_counts, labels, config.get("classifier.random-state"),
-                                               storage_options)
-    timings["classifier"] = round(time.perf_counter() - t, 3)
-    log.info("accuracy %.4f on %d test questions", scores["accuracy"], scores["test_rows"])
-
-    tag_counts = pd.DataFrame(analytics.ranked(results.pop("tag_counts")), columns=["tag", "count"])
-    out.write("tag_counts.csv", tag_counts.to_csv(index=False))
-    out.write("model.joblib", _model_bytes(fitted))
-    out.write("test_split.csv", pd.DataFrame({"id": test_ids}).to_csv(index=False))
-    timings["total"] = round(time.perf_counter() - started, 3)
-    seconds, tasks = _stage_totals(firsts, stream1.data + stream2.data)
-    result = {
-        "status": "complete",
-        "inputs": sorted(files),
-        "output": out.url,
-        "counts": counts,
-        "malformed_samples": _malformed_samples(stats, config.get("report.malformed-samples")),
-        **results,
-        "classifier": scores,
-        "settings": {"blocksize": config.get("blocksize"), "html_parser": config.get("clean.html-parser"),
-                     "partitions": len(blocks)},
-        "timings": timings,
-        "compute_seconds_by_stage": seconds,
-        "tasks_by_stage": tasks,
-        "versions": report.versions(),
-    }
-    out.write("report.html", report.to_html(result))
-    out.write("report.json", report.to_json(result))
-    return result
-
-
 def _visualize(filename: str, *collections) -> None:
     try:
         dask.visualize(*collections, filename=filename, optimize_graph=True)
@@ -214,7 +314,7 @@ def _visualize(filename: str, *collections) -> None:
     log.info("task graph written to %s", filename)
 
 
-def run(inputs: list[str] | str | None = None, output: str | None = None) -> dict:
+def run(inputs: list[str] | str | None = None, output: str | None = None) -> report.Report:
     """The whole job with the current configuration; usable from a notebook as from the CLI."""
     inputs = inputs or config.get("input")
     output = output or config.get("output")
@@ -235,5 +335,5 @@ def run(inputs: list[str] | str | None = None, output: str | None = None) -> dic
     except BaseException:
         out.abort()
         raise
-    log.info("results in %s (report.html, report.json)", out.url)
+    log.info("results in %s (%s, report.json)", out.url, result.page)
     return result

@@ -82,3 +82,16 @@ class S3Server:
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=10)
+
+
+def write_posts(path, questions: list[tuple[int, list[str], str]]) -> str:
+    """A small Posts.xml of questions (id, tags, body text), for tests that need exact label counts."""
+    from xml.sax.saxutils import quoteattr
+
+    rows = "".join(
+        f'  <row Id="{i}" PostTypeId="1" CreationDate="2020-01-01T00:00:00.000" Score="1" '
+        f'Body={quoteattr(f"<p>{body}</p>")} Title="t" Tags="{"".join(f"&lt;{t}&gt;" for t in tags)}" />\n'
+        for i, tags, body in questions)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f'<?xml version="1.0" encoding="utf-8"?>\n<posts>\n{rows}</posts>\n')
+    return str(path)

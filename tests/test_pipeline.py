@@ -12,7 +12,9 @@ import pytest
 
 from pipeline import model, run
 from pipeline.errors import PipelineError
+from pipeline.output import part_file
 import reference
+from support import write_posts
 
 pytestmark = pytest.mark.cluster
 
@@ -25,7 +27,7 @@ def finished(posts, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("runs") / "run")
     with dask.config.set(SETTINGS):
         result = run.run([posts], out)
-    return result, out, reference.summary(posts)
+    return result.as_json(), out, reference.summary(posts)
 
 
 def test_counts_equal_the_reference(finished):
@@ -69,13 +71,15 @@ def test_accuracy_matches_the_blog_method_on_the_same_split(finished):
     # One pass of SGD moves with the order of the rows by about ±0.01, the blog's as ours: both
     # methods' accuracy is the mean over five orders (ours: the block order and SGD's seed), on the
     # run's own labelled files and split. The seed the run used gives the run's accuracy again.
-    files = [os.path.join(out, "labelled", model.part_file(i)) for i in range(result["settings"]["partitions"])]
+    files = [os.path.join(out, "labelled", part_file(i)) for i in range(result["settings"]["partitions"])]
     held = [pq.read_table(f, columns=["test"]).column("test").to_numpy() for f in files]
     counts = pd.DataFrame({"train": [int((~h).sum()) for h in held], "test": [int(h.sum()) for h in held]})
     ours = [model.train(files, counts, ("python", "r"), seed, {})[0]["accuracy"] for seed in range(5)]
     assert ours[0] == clf["accuracy"]  # the default random-state, 0
     assert sum(ours) / len(ours) >= blog - 0.01, (ours, blog)
-    assert clf["accuracy"] > 0.8
+    assert clf["accuracy"] > 0.8 and clf["status"] == "trained"
+    assert 0.5 <= clf["baseline"] < clf["accuracy"]  # the share of the larger class among the test questions
+    assert clf["counts"]["python"]["test"] + clf["counts"]["r"]["test"] == clf["test_rows"]
     assert sum(map(sum, clf["confusion_matrix"])) == clf["test_rows"]
 
 
@@ -127,15 +131,90 @@ def test_failed_run_leaves_nothing_behind(posts, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_no_labelled_question_is_a_clear_error(tmp_path):
-    dump = tmp_path / "Posts.xml"
-    dump.write_text('<?xml version="1.0" encoding="utf-8"?>\n<posts>\n'
-                    '  <row Id="1" PostTypeId="1" CreationDate="2020-01-01T00:00:00.000" Score="1" '
-                    'Body="&lt;p&gt;joins&lt;/p&gt;" Title="t" Tags="|sql|" />\n</posts>\n')
+def test_no_labelled_question_skips_the_classifier_and_writes_the_rest(tmp_path):
+    dump = write_posts(tmp_path / "Posts.xml", [(1, ["sql"], "joins"), (2, ["sql", "index"], "b-trees")])
     out = tmp_path / "run"
-    with dask.config.set(SETTINGS), pytest.raises(PipelineError, match="exactly one of python and r: nothing to train"):
-        run.run([str(dump)], str(out))
-    assert not out.exists()
+    with dask.config.set(SETTINGS):
+        result = run.run([dump], str(out))
+    clf = json.load(open(out / "report.json"))["classifier"]
+    assert clf["status"] == "skipped"
+    assert clf["counts"] == {"python": {"train": 0, "test": 0}, "r": {"train": 0, "test": 0}}
+    assert "python has 0 and r has 0" in clf["reason"] and clf["suggested_tags"] == ["sql", "index"]
+    assert (out / "_SUCCESS").exists() and (out / "tag_counts.csv").exists() and (out / "questions").is_dir()
+    assert not (out / "model.joblib").exists() and not (out / "test_split.csv").exists()
+    html = (out / "report.html").read_text()
+    assert "was skipped: too few labelled questions" in html and "--classifier-tags sql index" in html
+    (site,) = result.sites.values()
+    assert site.classifier.model is None and site.classifier.test_ids is None
+
+
+def labelled_dump(path, python: int, r: int) -> str:
+    """``python`` questions tagged python and ``r`` tagged r, with words each label is known by."""
+    questions = [(i, ["python"], "import pandas def self lambda") for i in range(1, python + 1)]
+    questions += [(python + i, ["r"], "library ggplot2 data.frame dplyr") for i in range(1, r + 1)]
+    return write_posts(path, questions)
+
+
+@pytest.mark.parametrize("python, r, settings, reason", [
+    (1, 0, {}, "python has 1 and r has 0"),
+    (30, 3, {}, "r has 3 (classifier.min-questions asks for 10"),
+    (1, 1, {"classifier.min-questions": 1, "classifier.test-size": 0.0}, "no question was held back"),
+    (1, 1, {"classifier.min-questions": 1, "classifier.test-size": 1.0}, "no python or r question among the training"),
+])
+def test_small_or_one_sided_sets_skip_with_the_reason(tmp_path, python, r, settings, reason):
+    out = tmp_path / "run"
+    with dask.config.set({**SETTINGS, **{f"posts-pipeline.{k}": v for k, v in settings.items()}}):
+        result = run.run([labelled_dump(tmp_path / "Posts.xml", python, r)], str(out))
+    (site,) = result.sites.values()
+    assert site.classifier.status == "skipped" and reason in site.classifier.reason
+    assert (out / "_SUCCESS").exists() and not (out / "model.joblib").exists()
+
+
+def test_a_few_dozen_of_each_label_still_train(tmp_path):
+    out = tmp_path / "run"
+    with dask.config.set(SETTINGS):
+        result = run.run([labelled_dump(tmp_path / "Posts.xml", 15, 47)], str(out))
+    clf = json.load(open(out / "report.json"))["classifier"]
+    assert clf["status"] == "trained" and clf["train_rows"] + clf["test_rows"] == 62
+    assert clf["counts"]["python"]["train"] + clf["counts"]["python"]["test"] == 15
+    test_ids = pd.read_csv(out / "test_split.csv")
+    assert len(test_ids) == clf["test_rows"] > 0 and clf["baseline"] == max(
+        (test_ids["id"] <= 15).mean(), (test_ids["id"] > 15).mean())
+    assert (out / "model.joblib").exists()
+    assert "always guessing the larger class would score" in (out / "report.html").read_text()
+    (site,) = result.sites.values()
+    assert site.classifier.accuracy == clf["accuracy"]
+
+
+def test_one_class_on_the_training_side_still_gives_a_model(tmp_path):
+    # Below the skip rule (min-questions 1): model.train itself copes with a single class.
+    with dask.config.set(SETTINGS):
+        result = run.run([labelled_dump(tmp_path / "Posts.xml", 12, 0)], str(tmp_path / "run"))
+    (site,) = result.sites.values()
+    assert site.classifier.status == "skipped" and "r has 0" in site.classifier.reason
+    files = [str(tmp_path / "run" / "labelled" / part_file(i)) for i in range(result.settings["partitions"])]
+    held = [pq.read_table(f, columns=["test"]).column("test").to_numpy() for f in files]
+    counts = pd.DataFrame({"train": [int((~h).sum()) for h in held], "test": [int(h.sum()) for h in held]})
+    scores, fitted, test_ids = model.train(files, counts, ("python", "r"), 0, {})
+    assert scores["train_rows"] + scores["test_rows"] == 12 and scores["baseline"] in (1.0, None)
+    assert fitted["pipeline"].predict(["import pandas"])[0] == 0
+
+
+def test_no_classifier_skips_it_outright(posts, tmp_path):
+    out = tmp_path / "run"
+    with dask.config.set({**SETTINGS, "posts-pipeline.classifier.enabled": False}):
+        result = run.run([posts], str(out))
+    (site,) = result.sites.values()
+    assert site.classifier.status == "skipped" and "turned off" in site.classifier.reason
+    assert not (out / "model.joblib").exists() and not (out / "labelled").exists()
+    assert "classifier: fit" not in result.tasks_by_stage
+
+
+def test_classifier_tags_that_no_question_has_are_not_a_one_class_model(posts, tmp_path):
+    with dask.config.set({**SETTINGS, "posts-pipeline.classifier.tags": ["python", "nosuch"]}):
+        result = run.run([posts], str(tmp_path / "run"))
+    (site,) = result.sites.values()
+    assert site.classifier.accuracy is None and "nosuch has 0" in site.classifier.reason
 
 
 def test_unknown_html_parser_is_refused(posts, tmp_path):
