@@ -212,6 +212,8 @@ def write(out: RunDirectory, result: report.Report) -> None:
     """Every site's files, then the reports (``_SUCCESS`` is the run directory's, at commit)."""
     test_split = []
     for site in result.sites.values():
+        if result.many:
+            out.directory(result.site_file(site, ""))  # a local folder must exist before files go in it
         frame = pd.DataFrame(site.tag_counts, columns=["tag", "count"])
         out.write(result.site_file(site, "tag_counts.csv"), frame.to_csv(index=False))
         clf = site.classifier

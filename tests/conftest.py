@@ -49,3 +49,14 @@ def s3(s3_server, monkeypatch):
     s3fs.S3FileSystem.clear_instance_cache()  # a new process would not have another test's credentials
     yield s3_server
     s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.fixture(scope="session")
+def shared_scheduler():
+    """One LocalCluster for the tests that run many small real dumps: run.run joins it as an existing scheduler
+    (the settings it yields), where a cluster of its own would cost each run seconds."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as local:
+        yield {"posts-pipeline.cluster.kind": "scheduler", "posts-pipeline.cluster.scheduler-address":
+               local.scheduler_address, "posts-pipeline.progress": False}

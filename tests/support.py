@@ -95,3 +95,20 @@ def write_posts(path, questions: list[tuple[int, list[str], str]]) -> str:
     with open(path, "w", encoding="utf-8") as f:
         f.write(f'<?xml version="1.0" encoding="utf-8"?>\n<posts>\n{rows}</posts>\n')
     return str(path)
+
+
+def chromium(url: str, *options: str, timeout: int = 60) -> str:
+    """Debian's chromium, headless, on ``url``: its stdout (the rendered DOM with ``--dump-dom``).
+    ``make system-deps`` installs it; as root it must run without its sandbox."""
+    import shutil
+
+    import pytest
+
+    program = shutil.which("chromium")
+    if program is None:
+        pytest.skip("chromium is not installed (make system-deps installs it)")
+    sandbox = ["--no-sandbox"] if os.geteuid() == 0 else []
+    done = subprocess.run([program, "--headless", "--disable-gpu", *sandbox, *options, url],
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return done.stdout

@@ -14,7 +14,6 @@ from glob import glob
 import dask.config
 import pandas as pd
 import pytest
-from distributed import LocalCluster
 
 import reference
 from pipeline import run, sites
@@ -38,21 +37,12 @@ def name(path: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def scheduler():
-    """One LocalCluster for every dump: run.run joins it as a user's existing scheduler."""
-    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as local:
-        yield local.scheduler_address
-
-
-@pytest.fixture(scope="module")
-def runs(scheduler, tmp_path_factory):
-    """Each dump's run with the default options (blocks of 256 KiB, so that most have several)."""
+def runs(shared_scheduler, tmp_path_factory):
+    """Each dump's run with the default options (two blocks each: one per worker)."""
     done = {}
-    settings = {"posts-pipeline.cluster.kind": "scheduler", "posts-pipeline.cluster.scheduler-address": scheduler,
-                "posts-pipeline.progress": False, "posts-pipeline.blocksize": "256KiB"}
     for path in DUMPS:
         out = tmp_path_factory.mktemp("real") / name(path)
-        with dask.config.set(settings):
+        with dask.config.set(shared_scheduler):
             result = run.run([path], str(out))
         done[path] = result, out
     return done
