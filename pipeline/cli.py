@@ -110,7 +110,8 @@ def _add_run(sub) -> None:
     st.add_argument("--no-classifier", dest="classifier", action="store_false", default=None,
                     help="skip the classifier: analytics and Parquet only [classifier.enabled]")
     st.add_argument("--min-questions", type=int, metavar="N",
-                    help="skip a site's classifier when either tag has fewer labelled questions [classifier.min-questions]")
+                    help="skip a site's classifier when either tag has fewer labelled questions "
+                    "[classifier.min-questions]")
     st.add_argument("--allow-malformed", action="store_true", default=None,
                     help="finish even when most lines of a site are malformed [malformed.allow]")
     ux = p.add_argument_group("output on the terminal")
