@@ -185,7 +185,22 @@ def combine(name: str, firsts: list[BlockResult]) -> Combined:
     samples = _malformed_samples(stats, config.get("report.malformed-samples"))
     tag_counts = analytics.ranked(results.pop("tag_counts"))
     block_counts = pd.DataFrame([b.counts for b in firsts])
-    return Combined(counts, samples, results, tag_counts, block_counts, [])
+    return Combined(counts, samples, results, tag_counts, block_counts, check_malformed(name, counts, samples))
+
+
+def check_malformed(name: str, counts: dict, samples: list[dict]) -> list[str]:
+    """The warnings a site's share of malformed lines calls for; above ``malformed.failure-share`` (unless
+    ``malformed.allow``) the run fails: a file in another encoding, or not a Posts.xml, is not a result."""
+    lines = counts["rows"] + counts["malformed"]
+    share = counts["malformed"] / lines if lines else 0.0
+    if share <= config.get("malformed.warning-share"):
+        return []
+    first = "; ".join(f"{report.shown_url(m['file'])}:{m['line']} {m['reason']}" for m in samples[:3])
+    said = f"{share:.0%} of the row lines of {name} are malformed ({counts['malformed']} of {lines}), first: {first}"
+    if share > config.get("malformed.failure-share") and not config.get("malformed.allow"):
+        raise PipelineError(f"{said} — is it a Posts.xml in UTF-8? (--allow-malformed finishes anyway)")
+    log.warning("%s", said)
+    return [said]
 
 
 def classify(plan: Plan, name: str, combined: Combined) -> model.Classifier:

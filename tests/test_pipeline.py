@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import model, run
+from pipeline import cli, model, run
 from pipeline.errors import PipelineError
 from pipeline.output import part_file
 import reference
@@ -239,3 +239,33 @@ def test_missing_input_is_one_clear_error(tmp_path):
         run.run([str(tmp_path / "nothing-here" / "*.xml")], str(tmp_path / "run"))
     with pytest.raises(PipelineError, match="no input file matches .*Posts.xml"):
         run.run([str(tmp_path / "Posts.xml")], str(tmp_path / "run"))
+
+
+def test_a_latin1_file_fails_with_the_first_reasons_unless_allowed(tmp_path, capsys):
+    dump = tmp_path / "Posts.xml"
+    text = open(labelled_dump(tmp_path / "utf8.xml", 12, 12), encoding="utf-8").read()
+    dump.write_bytes(text.replace(' Body="', ' Body="café ').encode("latin-1"))  # every row
+    out = tmp_path / "run"
+    assert cli.main(["run", "-i", str(dump), "-o", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "100% of the row lines of " in err and "(24 of 24), first: " in err and "Posts.xml:3 not valid UTF-8;" in err
+    assert "--allow-malformed" in err and not out.exists()
+
+    assert cli.main(["run", "-i", str(dump), "-o", str(out), "--no-progress", "--allow-malformed"]) == 0
+    report = json.load(open(out / "report.json"))
+    assert report["counts"]["malformed"] == 24 and report["warnings"][0].startswith("100% of the row lines")
+    assert "Warning: 100% of the row lines" in (out / "report.html").read_text()
+
+
+def test_a_few_malformed_lines_warn_without_failing(tmp_path, caplog):
+    dump = labelled_dump(tmp_path / "Posts.xml", 12, 12)
+    with open(dump) as f:
+        lines = f.read().split("\n")
+    with open(dump, "w") as f:
+        f.write("\n".join(lines[:5] + ['  <row Id="broken', "  <row Id=\"x\" />"] + lines[5:]))
+    with dask.config.set(SETTINGS):
+        result = run.run([dump], str(tmp_path / "run"))
+    (site,) = result.sites.values()
+    assert site.counts["questions"] == 24 and site.counts["malformed"] == 2
+    assert len(site.warnings) == 1 and site.warnings[0].startswith("8% of the row lines") and "(2 of 26)" in caplog.text
