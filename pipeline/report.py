@@ -78,7 +78,7 @@ class Report:
     @property
     def counts(self) -> dict:
         """Lines, rows, questions and malformed lines of every site added up."""
-        names = ("lines", "rows", "questions", "malformed")
+        names = ("lines", "rows", "questions", "duplicates", "malformed")
         return {name: sum(site.counts[name] for site in self.sites.values()) for name in names}
 
     @property

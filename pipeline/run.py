@@ -23,11 +23,12 @@ from typing import NamedTuple
 
 import dask
 import joblib
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 from distributed import Client, get_task_stream, progress
 
-from pipeline import analytics, clean, cluster, config, model, parse, questions, read, report, sites
+from pipeline import analytics, clean, cluster, config, duplicates, model, parse, questions, read, report, sites
 from pipeline.errors import PipelineError
 from pipeline.output import RunDirectory, part_file, write_parquet
 
@@ -128,14 +129,17 @@ def plan(client: Client, inputs: list[str], files: dict[str, int], out: RunDirec
 
 
 def first_pass(block: read.Block, number: int, site: str, questions_dir: str, labelled_dir: str,
-               settings: PassSettings) -> BlockResult:
-    """Every first-pass stage on one block; its Parquet files are ``part.<number>.parquet``."""
+               settings: PassSettings, drop: np.ndarray | None = None) -> tuple[BlockResult, np.ndarray]:
+    """Every first-pass stage on one block, leaving out the questions at positions ``drop`` (duplicates);
+    its Parquet files are ``part.<number>.parquet``. Also the ids of its questions, for ``duplicates``."""
     seconds: dict[str, float] = {}
     options = settings.storage_options
     with _timed(seconds, "read"):
         data = block.read(options)
     with _timed(seconds, "parse+questions"):
         frame, stats = questions.load_block(data, block.path, block.index, settings.samples)
+        if drop is not None:
+            frame = frame.drop(frame.index[drop]).reset_index(drop=True)
     with _timed(seconds, "clean"):
         cleaned = clean.clean_partition(frame, settings.html_parser)
     with _timed(seconds, "write Parquet"):
@@ -150,25 +154,48 @@ def first_pass(block: read.Block, number: int, site: str, questions_dir: str, la
         counts = model.counts(training)
     with _timed(seconds, "analytics"):
         partials = analytics.partials(cleaned, settings.tag, settings.labels)
-    return BlockResult(stats, partials, counts, seconds)
+    return BlockResult(stats, partials, counts, seconds), cleaned["id"].to_numpy("int64", na_value=-1)
+
+
+class FirstPass(NamedTuple):
+    """The first pass's results in block order, the duplicates it left out, and the scheduler's record of it."""
+
+    blocks: list[BlockResult]
+    dropped: dict[int, tuple[np.ndarray, np.ndarray]]  # block number → positions and ids of its duplicates
+    stream: list[dict]
 
 
 def run_first_pass(client: Client, plan: Plan, out: RunDirectory, visualize: str | None,
-                   show_progress: bool) -> tuple[list[BlockResult], list[dict]]:
-    """One task per block; the results in block order, and the scheduler's record of the tasks."""
-    tasks = [dask.delayed(first_pass, pure=True)(b, number, plan.site_of(number), plan.questions_dir,
-                                                 plan.labelled_dir, plan.settings)
-             for number, b in enumerate(plan.blocks)]
+                   show_progress: bool) -> FirstPass:
+    """One task per block and one per site that finds repeated ids among the blocks' (on a worker, so only
+    the duplicates come back); then the blocks that had any once more without them."""
+    def task(number: int, drop: np.ndarray | None = None):
+        return dask.delayed(first_pass, pure=True, nout=2)(
+            plan.blocks[number], number, plan.site_of(number), plan.questions_dir, plan.labelled_dir,
+            plan.settings, drop)
+
+    tasks = [task(number) for number in range(len(plan.blocks))]
+    finds = [dask.delayed(duplicates.find, pure=True)({n: tasks[n][1] for n in numbers})
+             for numbers in plan.sites.values()]
     if visualize:
-        _visualize(visualize, *tasks)
+        _visualize(visualize, *(t[0] for t in tasks))
     log.info("pass 1: read, parse, clean, write questions, count tags")
     with get_task_stream(client) as stream, read.storage_errors(f"{', '.join(plan.inputs)} or {out.url}"):
-        firsts = _compute(client, tasks, show_progress)
-    return firsts, stream.data
+        *firsts, dropped = _compute(client, [*(t[0] for t in tasks), dask.delayed(_merged)(finds)], show_progress)
+        if dropped:
+            log.info("passing %d block(s) again without the questions whose id came earlier", len(dropped))
+            again = _compute(client, [task(n, positions)[0] for n, (positions, _) in dropped.items()], False)
+            firsts = [dict(zip(dropped, again)).get(n, first) for n, first in enumerate(firsts)]
+    return FirstPass(firsts, dropped, stream.data)
 
 
-def combine(name: str, firsts: list[BlockResult]) -> Combined:
-    """One site's blocks added up: counts, malformed samples, analytics and the classifier's counts."""
+def _merged(dicts: list[dict]) -> dict:
+    return {key: value for d in dicts for key, value in d.items()}
+
+
+def combine(name: str, firsts: list[BlockResult], dropped: list[np.ndarray]) -> Combined:
+    """One site's blocks added up: counts, malformed samples, analytics and the classifier's counts
+    (``dropped``: the ids of its duplicates, left out)."""
     stats = [b.stats for b in firsts]
     tag, top = config.get("analytics.tag"), config.get("analytics.top")
     results = analytics.combine(pd.concat([b.partials for b in firsts], ignore_index=True), tag, top)
@@ -176,7 +203,8 @@ def combine(name: str, firsts: list[BlockResult]) -> Combined:
     counts = {
         "lines": sum(s.lines for s in stats),
         "rows": sum(post_types.values()),
-        "questions": post_types.get(parse.QUESTION, 0),
+        "questions": post_types.get(parse.QUESTION, 0) - sum(map(len, dropped)),
+        "duplicates": sum(map(len, dropped)),
         "malformed": sum(s.malformed for s in stats),
         "by_post_type": {k: post_types[k] for k in sorted(post_types, key=int)},
     }
@@ -185,7 +213,18 @@ def combine(name: str, firsts: list[BlockResult]) -> Combined:
     samples = _malformed_samples(stats, config.get("report.malformed-samples"))
     tag_counts = analytics.ranked(results.pop("tag_counts"))
     block_counts = pd.DataFrame([b.counts for b in firsts])
-    return Combined(counts, samples, results, tag_counts, block_counts, check_malformed(name, counts, samples))
+    warnings = check_malformed(name, counts, samples) + _duplicates_said(name, dropped)
+    return Combined(counts, samples, results, tag_counts, block_counts, warnings)
+
+
+def _duplicates_said(name: str, dropped: list[np.ndarray]) -> list[str]:
+    if not dropped:
+        return []
+    ids = np.concatenate(dropped)
+    said = (f"{len(ids)} questions of {name} repeat the Id of an earlier one and are left out (the first is kept), "
+            f"e.g. Id {', '.join(map(str, ids[:5]))}")
+    log.warning("%s", said)
+    return [said]
 
 
 def check_malformed(name: str, counts: dict, samples: list[dict]) -> list[str]:
@@ -250,15 +289,18 @@ def run_on(client: Client, inputs: list[str], files: dict[str, int], out: RunDir
     show_progress = {"auto": sys.stderr.isatty(), True: True, False: False}[config.get("progress")]
     started = time.perf_counter()
     the_plan = plan(client, inputs, files, out)
-    firsts, stream = run_first_pass(client, the_plan, out, visualize, show_progress)
+    first = run_first_pass(client, the_plan, out, visualize, show_progress)
     timings = {"parse, clean, write, analytics": round(time.perf_counter() - started, 3)}
-    combined = {name: combine(name, [firsts[i] for i in numbers]) for name, numbers in the_plan.sites.items()}
+    combined = {name: combine(name, [first.blocks[i] for i in numbers],
+                              [first.dropped[i][1] for i in numbers if i in first.dropped])
+                for name, numbers in the_plan.sites.items()}
     t = time.perf_counter()
     with get_task_stream(client) as classifier_stream:
         classifiers = {name: classify(the_plan, name, c) for name, c in combined.items()}
     timings["classifier"] = round(time.perf_counter() - t, 3)
     result = _report(the_plan, out.url, combined, classifiers)
-    result.compute_seconds_by_stage, result.tasks_by_stage = _stage_totals(firsts, stream + classifier_stream.data)
+    result.compute_seconds_by_stage, result.tasks_by_stage = _stage_totals(first.blocks,
+                                                                           first.stream + classifier_stream.data)
     timings["total"] = round(time.perf_counter() - started, 3)
     result.timings = timings
     write(out, result)

@@ -269,3 +269,28 @@ def test_a_few_malformed_lines_warn_without_failing(tmp_path, caplog):
     (site,) = result.sites.values()
     assert site.counts["questions"] == 24 and site.counts["malformed"] == 2
     assert len(site.warnings) == 1 and site.warnings[0].startswith("8% of the row lines") and "(2 of 26)" in caplog.text
+
+
+def test_duplicate_ids_are_counted_reported_and_left_out(tmp_path):
+    (tmp_path / "once").mkdir()
+    once = labelled_dump(tmp_path / "once" / "Posts.xml", 30, 20)
+    site = tmp_path / "site"
+    site.mkdir()
+    text = open(once).read()
+    copy = text.replace('Body="&lt;p&gt;', 'Body="&lt;p&gt;copy ')
+    fifth = [line for line in copy.split("\n") if 'Id="5"' in line]
+    (site / "a.xml").write_text(text.replace("</posts>", fifth[0] + "\n</posts>"))  # id 5 again, same block
+    (site / "b.xml").write_text(copy)  # every id again, in other blocks
+    with dask.config.set(SETTINGS):
+        single = run.run([once], str(tmp_path / "single")).as_json()
+        twice = run.run([str(site / "*.xml")], str(tmp_path / "twice")).as_json()
+    assert twice["site"] == "site" and twice["counts"]["duplicates"] == 51 and single["counts"]["duplicates"] == 0
+    assert twice["counts"]["questions"] == single["counts"]["questions"] == 50
+    for key in ("top_tags", "cooccurrence", "questions_per_year", "labelled_questions"):
+        assert twice[key] == single[key], key
+    assert twice["classifier"]["counts"] == single["classifier"]["counts"]
+    assert twice["warnings"][0].startswith("51 questions of site repeat the Id of an earlier one")
+    kept = pq.read_table(tmp_path / "twice" / "questions", columns=["id", "body_text"]).to_pandas()
+    assert sorted(kept["id"]) == list(range(1, 51)) and not kept["body_text"].str.contains("copy").any()
+    labelled = pq.read_table(tmp_path / "twice" / "labelled", columns=["id", "text"]).to_pandas()
+    assert sorted(labelled["id"]) == list(range(1, 51)) and not labelled["text"].str.contains("copy").any()

@@ -71,7 +71,7 @@ def test_each_site_has_the_figures_of_its_own_run(many, singles):
         assert got.pop("page") == f"sites/{site}/report.html"
         assert got == {k: v for k, v in singles[site].items() if k in got}, site
     assert report["counts"] == {key: sum(singles[s]["counts"][key] for s in SITES)
-                                for key in ("lines", "rows", "questions", "malformed")}
+                                for key in ("lines", "rows", "questions", "duplicates", "malformed")}
     assert report["sites"]["coffee.stackexchange"]["classifier"]["status"] == "trained"
     assert report["sites"]["stackoverflow-2008-08"]["classifier"]["reason"].startswith("too few labelled questions")
 
