@@ -5,9 +5,11 @@ plan → first pass → combine → classifier → write. The first pass is one 
 labelled ones (the classifier's data) as Parquet, and return what the report needs — counts,
 analytics partials, statistics. Nothing is recomputed, nothing the size of the input is held in
 memory, and no task is smaller than a block: a tiny task costs the scheduler and the workers as
-much as a large one. Each input file belongs to a site (``sites``); the partials are combined per
-site, and each site's classifier trains and scores from its own labelled Parquet, block by block,
-or declines with the reason when its labelled questions cannot give a meaningful score.
+much as a large one. Each input file belongs to a site (``sites``); questions whose id came earlier
+in their site are found on a worker and their blocks passed again without them (``duplicates``).
+The partials are combined per site, and each site's classifier trains and scores from its own
+labelled Parquet, block by block, or declines with the reason when its labelled questions cannot
+give a meaningful score.
 """
 
 from __future__ import annotations
