@@ -139,7 +139,8 @@ def _run(args) -> int:
     from pipeline.report import classifier_sentence
 
     counts = result.counts
-    outcome = (f"{len(result.sites)} sites" if result.many
+    trained = [site for site in result.sites.values() if not site.classifier.reason]
+    outcome = (f"{len(result.sites)} sites, a classifier for {len(trained)} of them" if result.many
                else classifier_sentence(next(iter(result.sites.values())).classifier).rstrip("."))
     print(f"{counts['questions']} questions ({counts['malformed']} malformed lines); {outcome}; "
           f"report: {result.output}/{result.page}")

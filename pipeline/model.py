@@ -157,7 +157,7 @@ def score_block(path: str, storage_options: dict, estimator: SGDClassifier) -> t
 def _chunks(function, files: list[str], sizes: list[int], storage_options: dict, width: int | None = None) -> da.Array:
     """A dask array with one chunk per file that has rows, each chunk one task: ``from_delayed`` and
     ``concatenate`` would add two more per chunk, and tiny tasks cost as much scheduling as big ones."""
-    files, sizes = zip(*[(f, n) for f, n in zip(files, sizes) if n]) or ((), ())
+    files, sizes = zip(*[(f, n) for f, n in zip(files, sizes) if n])
     name = f"{function.__name__}-{tokenize(files, storage_options)}"
     if width:
         graph = {(name, i, 0): (function, f, storage_options) for i, f in enumerate(files)}
@@ -196,7 +196,9 @@ def train(files: list[str], block_counts: pd.DataFrame, labels: tuple[str, str],
         "baseline": float(max(np.mean(actual == 0), np.mean(actual == 1))) if len(actual) else None,
         "train_rows": int(sum(n_train)),
         "test_rows": int(len(actual)),
-        "confusion_matrix": confusion_matrix(actual, predicted, labels=[0, 1]).tolist(),
+        # (scikit-learn refuses an empty one: no question scored is a matrix of zeros)
+        "confusion_matrix": confusion_matrix(actual, predicted, labels=[0, 1]).tolist() if len(actual)
+        else [[0, 0], [0, 0]],
     }
     model = {"labels": list(labels), "pipeline": make_pipeline(hashing.vectorizer(), fitted)}
     return scores, model, test_ids

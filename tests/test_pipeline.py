@@ -198,6 +198,9 @@ def test_one_class_on_the_training_side_still_gives_a_model(tmp_path):
     scores, fitted, test_ids = model.train(files, counts, ("python", "r"), 0, {})
     assert scores["train_rows"] + scores["test_rows"] == 12 and scores["baseline"] in (1.0, None)
     assert fitted["pipeline"].predict(["import pandas"])[0] == 0
+    # No held-back question to score: a model, and no accuracy rather than a made-up one.
+    scores, fitted, test_ids = model.train(files, counts.assign(test=0), ("python", "r"), 0, {})
+    assert (scores["accuracy"], scores["baseline"], scores["test_rows"], len(test_ids)) == (None, None, 0, 0)
 
 
 def test_no_classifier_skips_it_outright(posts, tmp_path):
