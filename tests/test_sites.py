@@ -124,3 +124,14 @@ def test_the_index_and_a_site_page_in_a_real_browser(many, tmp_path):
     if os.environ.get("POSTS_PIPELINE_SCREENSHOTS"):  # to look at them: a folder to copy them to
         shutil.copy(shot, os.environ["POSTS_PIPELINE_SCREENSHOTS"])
         shutil.copytree(out, os.path.join(os.environ["POSTS_PIPELINE_SCREENSHOTS"], "run"), dirs_exist_ok=True)
+
+
+def test_the_command_over_many_sites_names_the_index(dumps, shared_scheduler, tmp_path, capsys):
+    from pipeline import cli
+
+    out = tmp_path / "run"
+    address = shared_scheduler["posts-pipeline.cluster.scheduler-address"]
+    assert cli.main(["run", "-i", f"{dumps}/*/Posts.xml", "-o", str(out), "--scheduler", address,
+                     "--no-progress", "--classifier-tags", "espresso", "flavor"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.endswith(f"3 sites, a classifier for 1 of them; report: {out}/index.html")
