@@ -9,13 +9,11 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "helm"))  # helm/check.py: the validation chart-lint runs
 
 
 def find_helm() -> str | None:

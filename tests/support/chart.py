@@ -1,6 +1,6 @@
 """Offline checks of what goes to the API server, for `make chart-lint` and tests/kubernetes.
 
-  python helm/check.py --kubernetes-version 1.34 --helm .tools/bin/helm [VALUES.yaml ...]
+  PYTHONPATH=tests python -m support.chart --kubernetes-version 1.34 --helm .tools/bin/helm [VALUES.yaml ...]
 
 1. renders helm/posts-pipeline with each values file (`helm template`, hooks and tests included) and
    validates every manifest against the Kubernetes schemas of that version (kubernetes-validate, strict:
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "posts-pipeline"
 
 
@@ -184,7 +184,6 @@ def main(argv=None) -> int:
     p.add_argument("--helm", default="helm")
     p.add_argument("values", nargs="+")
     args = p.parse_args(argv)
-    sys.path.insert(0, str(REPO))
     problems = check(args.helm, args.kubernetes_version.lstrip("v"), args.values)
     for problem in problems:
         print("ERROR", problem, file=sys.stderr)
