@@ -11,9 +11,10 @@ from pathlib import Path
 import dask.config
 import distributed  # noqa: F401  (its config defaults must be in place before tests snapshot the config)
 import pytest
-from support import Kubectl, S3Server
 
 from pipeline.generate import Options, generate
+
+from support import Kubectl, S3Server
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS_BIN = REPO / ".tools" / "bin"

@@ -26,9 +26,23 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from containers import (
-    BLOCKSIZE, BUCKET, IMAGE, LABEL, PID_LABEL, REPO, TEST_IMAGE, Session, docker, labelled, remove_labelled,
-    remove_stale_sessions, start_cluster, start_minio, start_s3,
+    BLOCKSIZE,
+    BUCKET,
+    IMAGE,
+    LABEL,
+    PID_LABEL,
+    REPO,
+    TEST_IMAGE,
+    Session,
+    docker,
+    labelled,
+    remove_labelled,
+    remove_stale_sessions,
+    start_cluster,
+    start_minio,
+    start_s3,
 )
 from support import generate_dump, reference_report, run
 

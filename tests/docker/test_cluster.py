@@ -56,7 +56,7 @@ def test_worker_killed_mid_run_still_completes(session, s3, s3_input, reference,
             addr = [a for a, w in info.items() if w.get("name") == victim]
             if not addr:
                 return False
-            return bool(client.processing(workers=addr).get(addr[0])) or bool(client.has_what(workers=addr).get(addr[0]))
+            return bool(client.processing(workers=addr).get(addr[0]) or client.has_what(workers=addr).get(addr[0]))
 
         deadline = time.monotonic() + 300
         while not victim_busy():

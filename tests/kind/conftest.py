@@ -15,6 +15,7 @@ import time
 import uuid
 
 import pytest
+
 from support import node_image_names, on_every_node  # kubeconfig and kubectl: tests/conftest.py
 
 # The image test pods fall back to when the project image is not loaded
@@ -67,4 +68,5 @@ def test_image(kubectl, node_images) -> str:
 @pytest.fixture(scope="session")
 def worker_nodes(kubectl) -> list[str]:
     nodes = kubectl.json("get", "nodes")["items"]
-    return [n["metadata"]["name"] for n in nodes if "node-role.kubernetes.io/control-plane" not in n["metadata"]["labels"]]
+    control_plane = "node-role.kubernetes.io/control-plane"
+    return [n["metadata"]["name"] for n in nodes if control_plane not in n["metadata"]["labels"]]

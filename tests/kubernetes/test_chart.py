@@ -10,6 +10,7 @@ import subprocess
 import jsonschema
 import pytest
 import yaml
+
 from support import chart
 
 CHART = chart.CHART
@@ -46,8 +47,9 @@ def test_manifests_and_driver_daskcluster_valid_offline(helm, kubernetes_version
 
 def test_a_broken_manifest_is_caught(kubernetes_version):
     pytest.importorskip("kubernetes_validate", reason="kubernetes-validate belongs in requirements/test-lock.txt")
+    pod = {"containers": [{"name": "a", "image": "b", "cmd": []}]}
     bad = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"},
-           "spec": {"backoffLimit": "none", "template": {"spec": {"containers": [{"name": "a", "image": "b", "cmd": []}]}}}}
+           "spec": {"backoffLimit": "none", "template": {"spec": pod}}}
     assert chart.validate_manifest(bad, kubernetes_version)
 
 
@@ -166,7 +168,8 @@ def test_driver_runs_from_a_suspended_cronjob_with_restricted_pods(helm):
     assert "$(OUTPUT_PREFIX)/$(RUN_NAME)" in c["args"]  # each run writes to <prefix>/<job name>
     env = {e["name"]: e for e in c["env"]}
     assert env["RUN_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['batch.kubernetes.io/job-name']"
-    assert env["POSTS_PIPELINE_POD_UID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid"  # owner of its DaskCluster
+    # the pod owns its DaskCluster
+    assert env["POSTS_PIPELINE_POD_UID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid"
     assert c["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
     assert pod["terminationGracePeriodSeconds"] >= 30  # time to delete the DaskCluster after SIGTERM
     assert chart.restricted_violations("driver", pod) == []

@@ -20,9 +20,19 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from support import (
-    Kubectl, S3Store, assert_same_results, create_pipeline_user, free_port, generate_dump, moto_answers,
-    on_every_node, reference_report, run, wait_for,
+    Kubectl,
+    S3Store,
+    assert_same_results,
+    create_pipeline_user,
+    free_port,
+    generate_dump,
+    moto_answers,
+    on_every_node,
+    reference_report,
+    run,
+    wait_for,
 )
 
 pytestmark = pytest.mark.kind
@@ -131,8 +141,8 @@ def s3(k, dump):
     k.apply(S3_MANIFEST)
     k("rollout", "status", "deployment/s3", "--timeout=300s", timeout=320)
     port = free_port()
-    forward = subprocess.Popen([k.binary, "--kubeconfig", k.kubeconfig, "-n", k.namespace, "port-forward",
-                                "svc/s3", f"{port}:{S3_PORT}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    forward = subprocess.Popen([k.binary, "--kubeconfig", k.kubeconfig, "-n", k.namespace, "port-forward", "svc/s3",
+                                f"{port}:{S3_PORT}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         endpoint = f"http://127.0.0.1:{port}"
         wait_for(lambda: moto_answers(endpoint), 60, "moto behind kubectl port-forward", interval=1)
@@ -177,7 +187,8 @@ def other_release(k, s3, name: str, *settings: str, secret: str = "s3-creds"):
 @pytest.fixture(scope="module")
 def release(k, s3):
     t = time.monotonic()
-    k.helm("install", RELEASE, REPO / "helm" / "posts-pipeline", *chart_values(s3, "s3-creds"), "--wait", "--timeout", "5m")
+    k.helm("install", RELEASE, REPO / "helm" / "posts-pipeline", *chart_values(s3, "s3-creds"),
+           "--wait", "--timeout", "5m")
     TIMINGS["helm_install_s"] = round(time.monotonic() - t, 1)
     yield RELEASE
     k.helm("uninstall", RELEASE, "--wait", check=False)
@@ -295,7 +306,8 @@ def test_warm_run_timing_and_worker_pod_deleted_mid_run(k, release, s3, referenc
     wait_for(lambda: len(live_workers(k)) >= 2, 300, "two workers")
     time.sleep(2)
     running = live_workers(k)
-    assert running and job_state(k, "run-2") is None, "the run finished before a worker could be deleted: use a larger dump"
+    too_small = "the run finished before a worker could be deleted: use a larger dump"
+    assert running and job_state(k, "run-2") is None, too_small
     k("delete", "pod", running[0]["metadata"]["name"], "--wait=false")
     assert job_state(k, "run-2") is None, "the run finished before the worker was deleted: use a larger dump"
     TIMINGS["run2_worker_deleted_after_s"] = round(time.monotonic() - t0, 1)
@@ -402,7 +414,8 @@ def test_helm_uninstall_leaves_nothing(k, release, s3):
 
     def gone():
         left = k.json("get", kinds, "-l", f"app.kubernetes.io/instance={release}")["items"]
-        runs = [j["metadata"]["name"] for j in k.json("get", "jobs")["items"]]  # kubectl-created runs: owned by the CronJob
+        # runs created with kubectl are owned by the CronJob
+        runs = [j["metadata"]["name"] for j in k.json("get", "jobs")["items"]]
         return not left and not runs and not daskclusters(k)
 
     wait_for(gone, 180, "the release, its runs and their Dask clusters to be gone", interval=2)
