@@ -4,7 +4,7 @@
 # Cached by content: the inputs (Dockerfile, lock file, pyproject, package
 # sources, this script, the base image) are hashed into a key that is stored as
 # a label; when the tagged images already carry the current key, nothing is
-# built (a second `make image` takes about a second). Otherwise Docker's layer
+# built (a second `make image` does nothing). Otherwise Docker's layer
 # cache still skips the dependency layer unless requirements/lock.txt changed.
 #
 #   docker/build-image.sh               build for this machine (local Debian base)

@@ -2,7 +2,7 @@
 # chart-lint needs no cluster: helm lint, helm template with the CI values, every manifest (and the
 # DaskCluster the driver generates) validated offline against the Kubernetes schemas of the kind
 # cluster's version and the CRD schema shipped in dask-kubernetes.
-.PHONY: chart-lint helm-tool operator-install e2e-k8s
+.PHONY: chart-lint chart-schema helm-tool operator-install e2e-k8s
 
 HELM_BIN       := $(CURDIR)/.tools/bin/helm
 HELM_CHART     := helm/posts-pipeline
@@ -18,11 +18,17 @@ $(HELM_BIN):
 
 helm-tool: $(HELM_BIN) ## build or reuse helm in .tools/bin
 
+# values.schema.yaml is the source (shared $defs, a description per key); tests/kubernetes/test_chart.py checks
+# that the JSON helm reads agrees with it.
+chart-schema: $(BIN)/.installed ## regenerate the chart's values.schema.json from values.schema.yaml
+	$(BIN)/python -c 'import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin), indent=2))' \
+	    <$(HELM_CHART)/values.schema.yaml >$(HELM_CHART)/values.schema.json
+
 chart-lint: $(HELM_BIN) $(BIN)/.installed ## helm lint --strict, helm template, validate manifests and the driver's DaskCluster offline
 	@$(BIN)/python -c 'import kubernetes_validate' 2>/dev/null || { echo "chart-lint: kubernetes-validate missing from .venv (it belongs in requirements/test-lock.txt)"; exit 1; }
 	$(HELM_BIN) lint --strict $(HELM_CHART)
 	@for v in $(HELM_CI_VALUES); do echo "$(HELM_BIN) lint --strict -f $$v"; $(HELM_BIN) lint --strict --quiet $(HELM_CHART) -f $$v || exit 1; done
-	$(BIN)/python helm/check.py --kubernetes-version $(K8S_SCHEMA_VERSION) --helm $(HELM_BIN) $(HELM_CI_VALUES)
+	PYTHONPATH=tests $(BIN)/python -m support.chart --kubernetes-version $(K8S_SCHEMA_VERSION) --helm $(HELM_BIN) $(HELM_CI_VALUES)
 
 operator-install: $(HELM_BIN) $(BIN)/.installed ## install the dask-kubernetes operator (chart from the pinned package) into the current cluster
 	HELM=$(HELM_BIN) PYTHON=$(BIN)/python helm/install-operator.sh

@@ -22,21 +22,33 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 
 from containers import (
-    BLOCKSIZE, IMAGE, LABEL, PID_LABEL, REPO, TEST_IMAGE, Session, docker, labelled, remove_labelled,
-    remove_stale_sessions, start_cluster, start_minio, start_s3,
+    BLOCKSIZE,
+    BUCKET,
+    IMAGE,
+    LABEL,
+    PID_LABEL,
+    REPO,
+    TEST_IMAGE,
+    Session,
+    docker,
+    labelled,
+    remove_labelled,
+    remove_stale_sessions,
+    start_cluster,
+    start_minio,
+    start_s3,
 )
+from support import generate_dump, reference_report, run
 
 SIZE = os.environ.get("POSTS_PIPELINE_E2E_SIZE", "40MB")
 SEED = 3
 INPUT_KEY = "input/Posts.xml"
-POSTS_PIPELINE = REPO / ".venv" / "bin" / "posts-pipeline"
 
 
 def _require(condition: bool, message: str) -> None:
@@ -85,8 +97,7 @@ def s3(session):
     """The S3 API server: MinIO, a real object store (default; image from docker/build-minio.sh,
     built on first use), or moto's server (POSTS_PIPELINE_E2E_S3=moto)."""
     if S3_SERVER == "minio":
-        image = subprocess.run([str(REPO / "docker" / "build-minio.sh")], capture_output=True, text=True,
-                               check=True, timeout=3600).stdout.strip()
+        image = run([REPO / "docker" / "build-minio.sh"], timeout=3600).stdout.strip()
         return start_minio(session, image)
     return start_s3(session)
 
@@ -94,16 +105,11 @@ def s3(session):
 @pytest.fixture(scope="session")
 def dump(tmp_path_factory) -> Path:
     """A generated Posts.xml (POSTS_PIPELINE_E2E_SIZE, default 40MB)."""
-    path = tmp_path_factory.mktemp("docker-dump") / "Posts.xml"
-    subprocess.run([str(POSTS_PIPELINE), "generate", "--size", SIZE, "--seed", str(SEED), "--output", str(path)],
-                   check=True, capture_output=True, text=True, timeout=300)
-    return path
+    return generate_dump(tmp_path_factory.mktemp("docker-dump") / "Posts.xml", SIZE, SEED)
 
 
 @pytest.fixture(scope="session")
 def s3_input(s3, dump) -> str:
-    from containers import BUCKET
-
     s3.client().upload_file(str(dump), BUCKET, INPUT_KEY)
     return f"s3://{BUCKET}/{INPUT_KEY}"
 
@@ -111,17 +117,7 @@ def s3_input(s3, dump) -> str:
 @pytest.fixture(scope="session")
 def reference(dump, tmp_path_factory) -> dict:
     """The same input and options on the driver's embedded LocalCluster (host .venv, same lock file)."""
-    import json
-
-    out = tmp_path_factory.mktemp("reference") / "run"
-    proc = subprocess.run(
-        [str(POSTS_PIPELINE), "run", "--input", str(dump), "--output", str(out), "--blocksize", BLOCKSIZE,
-         "--no-progress", "--cluster", "local", "--n-workers", "2", "--threads-per-worker", "1"],
-        capture_output=True, text=True, timeout=900,
-    )
-    assert proc.returncode == 0, f"reference run failed:\n{proc.stdout}\n{proc.stderr}"
-    assert (out / "_SUCCESS").exists()
-    return json.loads((out / "report.json").read_text())
+    return reference_report(dump, tmp_path_factory.mktemp("reference") / "run", BLOCKSIZE)
 
 
 @pytest.fixture

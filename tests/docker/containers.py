@@ -6,15 +6,13 @@ Every container and network made here carries the label ``io.posts-pipeline.test
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from support import bucket_keys, finished_report
+from support import MOTO_ENV, S3Store, create_pipeline_user, moto_answers, run, wait_for
 
 REPO = Path(os.environ.get("POSTS_PIPELINE_REPO") or Path(__file__).resolve().parents[2])
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
@@ -33,10 +31,7 @@ BLOCKSIZE = "2MiB"  # ~20 partitions of the test input: both workers get work, a
 
 def docker(*args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
     """Run the docker CLI; on failure raise with its output."""
-    proc = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"docker {' '.join(args)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return run(["docker", *args], check=check, timeout=timeout)
 
 
 def labelled(kind: str, label: str) -> list[str]:
@@ -85,20 +80,6 @@ def wait_exit(name: str, timeout: float = 900) -> int:
     return int(docker("wait", name, timeout=timeout).stdout.strip())
 
 
-def wait_for(predicate, timeout: float, what: str, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            result = predicate()
-            if result:
-                return result
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last = e
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last!r})")
-
-
 # ---------------------------------------------------------------- one session
 
 
@@ -143,56 +124,19 @@ class Session:
 # ---------------------------------------------------------------- S3
 
 
-@dataclass
-class S3:
-    endpoint_host: str   # for the host: the port published on 127.0.0.1
-    endpoint_net: str    # for containers on the session's network
-    key: str
-    secret: str
-
-    def client(self):
-        import boto3
-
-        return boto3.client("s3", endpoint_url=self.endpoint_host, aws_access_key_id=self.key,
-                            aws_secret_access_key=self.secret, region_name="us-east-1")
-
-    def env(self) -> dict:
-        """Credentials and endpoint the way users give them to the driver."""
-        return {
-            "AWS_ACCESS_KEY_ID": self.key,
-            "AWS_SECRET_ACCESS_KEY": self.secret,
-            "POSTS_PIPELINE__STORAGE_OPTIONS__ENDPOINT_URL": self.endpoint_net,
-        }
-
-    def keys(self, prefix: str) -> list[str]:
-        return bucket_keys(self.client(), BUCKET, prefix)
-
-    def report(self, prefix: str) -> dict:
-        return finished_report(self.client(), BUCKET, prefix)
-
-
-def start_s3(session: Session) -> S3:
+def start_s3(session: Session) -> S3Store:
     """moto's S3 server in a container, authentication on; a bucket; an IAM user's key for the pipeline."""
-    import boto3
-
     name = session.run("s3", TEST_IMAGE, "python", "-m", "moto.server", "-H", "0.0.0.0", "-p", str(S3_PORT),
-                       alias="s3", publish=S3_PORT,
-                       env={"PYTHONPATH": "/opt/test-extras", "INITIAL_NO_AUTH_ACTION_COUNT": "3"})
+                       alias="s3", publish=S3_PORT, env={"PYTHONPATH": "/opt/test-extras", **MOTO_ENV})
     endpoint = f"http://127.0.0.1:{session.port(name, S3_PORT)}"
-    # The first requests are let through unauthenticated: they make the user whose key we use.
-    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
-                       aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
-    wait_for(lambda: socket_open(endpoint), 60, f"moto server at {endpoint}")
-    iam.create_user(UserName="pipeline")
-    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-    iam.put_user_policy(UserName="pipeline", PolicyName="all", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName="pipeline")["AccessKey"]
-    server = S3(endpoint, f"http://s3:{S3_PORT}", key["AccessKeyId"], key["SecretAccessKey"])
+    wait_for(lambda: moto_answers(endpoint), 60, f"moto server at {endpoint}")
+    server = S3Store(endpoint, *create_pipeline_user(endpoint), pipeline_endpoint=f"http://s3:{S3_PORT}",
+                     bucket=BUCKET)
     server.client().create_bucket(Bucket=BUCKET)  # no region: moto refuses a LocationConstraint here
     return server
 
 
-def start_minio(session: Session, image: str) -> S3:
+def start_minio(session: Session, image: str) -> S3Store:
     """MinIO (built from the Go module proxy by docker/build-minio.sh), with a random root key."""
     import secrets
     import urllib.request
@@ -207,18 +151,9 @@ def start_minio(session: Session, image: str) -> S3:
             return resp.status == 200
 
     wait_for(live, 60, f"MinIO at {endpoint}")
-    server = S3(endpoint, "http://s3:9000", key, secret)
+    server = S3Store(endpoint, key, secret, pipeline_endpoint="http://s3:9000", bucket=BUCKET)
     server.client().create_bucket(Bucket=BUCKET)
     return server
-
-
-def socket_open(endpoint: str) -> bool:
-    """moto answers HTTP (the published port accepts connections before the server listens).
-    Asks moto's own API, which does not use up the unauthenticated actions."""
-    import urllib.request
-
-    with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=2) as resp:
-        return resp.status == 200
 
 
 # ---------------------------------------------------------------- Dask cluster and driver
@@ -247,7 +182,7 @@ class Cluster:
         return [self.scheduler, *self.workers.values()]
 
 
-def start_cluster(session: Session, s3: S3, name: str, workers: dict[str, dict]) -> Cluster:
+def start_cluster(session: Session, s3: S3Store, name: str, workers: dict[str, dict]) -> Cluster:
     """A ``dask scheduler`` container and a ``dask worker`` container per entry of ``workers``
     (worker name → {"image": ..., "env": {...}}); waits until every worker has joined.
     Workers get the S3 credentials in their environment, as on a real deployment."""
@@ -275,7 +210,7 @@ def start_cluster(session: Session, s3: S3, name: str, workers: dict[str, dict])
     return cluster
 
 
-def run_driver(session: Session, s3: S3, scheduler: str, input_url: str, output_url: str, role: str,
+def run_driver(session: Session, s3: S3Store, scheduler: str, input_url: str, output_url: str, role: str,
                *extra_args: str) -> str:
     """Start ``posts-pipeline run`` in a container of the image (detached; the container is kept
     until the session ends, to read its logs and exit code). Returns the container's name."""

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from containers import BUCKET, TEST_IMAGE, Session, docker, logs, run_driver, start_cluster, state, wait_exit
+from support import assert_same_results
 
 pytestmark = pytest.mark.docker
 
@@ -20,15 +21,6 @@ def locked_dask() -> str:
     from containers import REPO
 
     return re.search(r"^dask==(\S+)", (REPO / "requirements" / "lock.txt").read_text(), re.M).group(1)
-
-
-def assert_same_results(got: dict, ref: dict) -> None:
-    for key in ("rows", "questions", "malformed"):
-        assert got["counts"][key] == ref["counts"][key], key
-    assert got["cooccurrence"]["tag"] == ref["cooccurrence"]["tag"]
-    assert got["cooccurrence"]["top"] == ref["cooccurrence"]["top"]
-    assert got["top_tags"] == ref["top_tags"]
-    assert got["classifier"]["accuracy"] == pytest.approx(ref["classifier"]["accuracy"], abs=0.01)
 
 
 def test_results_in_s3_equal_local_cluster(session, s3, s3_input, reference, cluster):
@@ -64,7 +56,7 @@ def test_worker_killed_mid_run_still_completes(session, s3, s3_input, reference,
             addr = [a for a, w in info.items() if w.get("name") == victim]
             if not addr:
                 return False
-            return bool(client.processing(workers=addr).get(addr[0])) or bool(client.has_what(workers=addr).get(addr[0]))
+            return bool(client.processing(workers=addr).get(addr[0]) or client.has_what(workers=addr).get(addr[0]))
 
         deadline = time.monotonic() + 300
         while not victim_busy():

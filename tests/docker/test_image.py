@@ -88,9 +88,9 @@ def test_operator_image_runs_the_dask_kubernetes_controller(engine):
     assert config["Entrypoint"][-4:] == ["kopf", "run", "-m", "dask_kubernetes.operator.controller"]
     assert config["Entrypoint"][0] == "tini"
     assert "--all-namespaces" in config["Cmd"]
-    out = run(OPERATOR_IMAGE, "python", "-c",
-              "import dask_kubernetes.operator.controller, kopf, importlib.metadata as m; print(m.version('dask-kubernetes'))",
-              entrypoint="")
+    probe = ("import dask_kubernetes.operator.controller, kopf, importlib.metadata as m; "
+             "print(m.version('dask-kubernetes'))")
+    out = run(OPERATOR_IMAGE, "python", "-c", probe, entrypoint="")
     assert out.strip() == locked("dask-kubernetes")
 
 

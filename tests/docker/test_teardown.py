@@ -43,8 +43,9 @@ def test_hangs(session, s3, cluster):
 
 
 def inner_session(tmp_path: Path, body: str) -> subprocess.Popen:
-    for path in (HERE / "conftest.py", HERE / "containers.py", HERE.parent / "support.py"):
+    for path in (HERE / "conftest.py", HERE / "containers.py"):
         shutil.copy(path, tmp_path / path.name)
+    shutil.copytree(HERE.parent / "support", tmp_path / "support", ignore=shutil.ignore_patterns("__pycache__"))
     (tmp_path / "test_inner.py").write_text(body)
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", "-m", "docker", "-p", "no:cacheprovider", "-c", str(REPO / "pyproject.toml"),

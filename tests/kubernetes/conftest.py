@@ -1,7 +1,8 @@
-"""Fixtures for the Kubernetes tests: helm for the chart tests (no cluster), kind for the end to end.
+"""Fixtures for the Kubernetes tests: helm and the Kubernetes version for the chart tests (no cluster).
 
 Unit tests here run in every `make test`. Tests marked ``kind`` run only with ``-m kind``
-(`make e2e-k8s`) against the cluster `make kind-up` creates (kubeconfig .tools/kubeconfig).
+(`make e2e-k8s`) against the cluster `make kind-up` creates, through the ``kubectl`` fixture of
+tests/conftest.py (kubeconfig $KUBECONFIG or .tools/kubeconfig).
 """
 
 from __future__ import annotations
@@ -9,13 +10,11 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "helm"))  # helm/check.py: the validation chart-lint runs
 
 
 def find_helm() -> str | None:

@@ -3,15 +3,17 @@ pods, least-privilege RBAC, values documented and typed (wrong types rejected)."
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 
+import jsonschema
 import pytest
 import yaml
 
-import check  # helm/check.py
+from support import chart
 
-CHART = check.CHART
+CHART = chart.CHART
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 REQUIRED = ["--set", "run.input=s3://b/Posts.xml", "--set", "run.outputPrefix=s3://b/runs"]
 
@@ -40,14 +42,15 @@ def test_helm_lint_strict(helm, values):
 
 def test_manifests_and_driver_daskcluster_valid_offline(helm, kubernetes_version):
     pytest.importorskip("kubernetes_validate", reason="kubernetes-validate belongs in requirements/test-lock.txt")
-    assert check.check(helm, kubernetes_version, [str(v) for v in CI_VALUES]) == []
+    assert chart.check(helm, kubernetes_version, [str(v) for v in CI_VALUES]) == []
 
 
 def test_a_broken_manifest_is_caught(kubernetes_version):
     pytest.importorskip("kubernetes_validate", reason="kubernetes-validate belongs in requirements/test-lock.txt")
+    pod = {"containers": [{"name": "a", "image": "b", "cmd": []}]}
     bad = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"},
-           "spec": {"backoffLimit": "none", "template": {"spec": {"containers": [{"name": "a", "image": "b", "cmd": []}]}}}}
-    assert check.validate_manifest(bad, kubernetes_version)
+           "spec": {"backoffLimit": "none", "template": {"spec": pod}}}
+    assert chart.validate_manifest(bad, kubernetes_version)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -73,14 +76,23 @@ def test_input_and_output_are_required(helm, missing):
     assert proc.returncode != 0 and f"{missing} is required" in proc.stderr
 
 
-def test_every_value_is_documented_and_typed():
-    """Each key of values.yaml has a `## @param` comment, and each @param exists in values.schema.json."""
-    import json
+def schema_source() -> dict:
+    return yaml.safe_load((CHART / "values.schema.yaml").read_text())
 
+
+def test_values_schema_json_is_generated_from_the_yaml():
+    """helm reads values.schema.json; its source is values.schema.yaml."""
+    generated = json.loads((CHART / "values.schema.json").read_text())
+    assert generated == schema_source(), "values.schema.json is out of date: run `make chart-schema`"
+
+
+def test_every_value_is_documented_and_described_in_the_schema():
+    """Each key of values.yaml has a `## @param` comment, and the schema describes it with the same text;
+    every property the schema declares has a description."""
     text = (CHART / "values.yaml").read_text()
-    schema = json.loads((CHART / "values.schema.json").read_text())
+    schema = schema_source()
     values = yaml.safe_load(text)
-    params = set(re.findall(r"^\s*## @param (\S+) \S", text, re.M))
+    params = dict(re.findall(r"^\s*## @param (\S+) (.+)$", text, re.M))
 
     def leaves(tree, prefix=""):
         for k, v in tree.items():
@@ -91,12 +103,57 @@ def test_every_value_is_documented_and_typed():
             else:
                 yield from leaves(v, path + ".")
 
-    assert set(leaves(values)) == params
-    for p in params:
+    assert set(leaves(values)) == set(params)
+    for param, description in params.items():
         node = schema
-        for part in p.split("."):
-            assert part in node.get("properties", {}), f"{p} is not in values.schema.json"
+        for part in param.split("."):
+            assert part in node.get("properties", {}), f"{param} is not in values.schema.yaml"
             node = node["properties"][part]
+        assert " ".join(node.get("description", "").split()) == description, param
+
+    def undescribed(node, where):
+        for name, sub in {**node.get("properties", {}), **node.get("$defs", {})}.items():
+            if "description" not in sub:
+                yield f"{where}{name}"
+            yield from undescribed(sub, f"{where}{name}.")
+
+    assert list(undescribed(schema, "")) == []
+
+
+def values_errors(values: dict) -> list[str]:
+    schema = schema_source()
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return ["/".join(map(str, e.absolute_path)) for e in validator.iter_errors(values)]
+
+
+@pytest.mark.parametrize("path, value, ok", [
+    ("dask/workerResources/limits/memory", "1.5Gi", True),
+    ("dask/workerResources/limits/cpu", 0.5, True),
+    ("dask/workerResources/limits/nvidia.com~1gpu", 1, True),
+    ("driver/resources/requests/memory", "lots", False),
+    ("tests/resources/limits/cpu", -1, False),
+    ("dask/schedulerResources/requests/cpu", "1 core", False),
+    ("dask/schedulerResources/spare", {}, False),
+    ("dask/startTimeout", "90s", True),
+    ("dask/idleTimeout", 600, True),
+    ("dask/idleTimeout", "10 parsecs", False),
+    ("s3/existingSecret", "", True),
+    ("s3/existingSecret", "Creds_1", False),
+    ("imagePullSecrets", ["regcred"], True),
+    ("imagePullSecrets", ["-bad"], False),
+    ("serviceAccount/annotations", {"eks.amazonaws.com/role-arn": 1}, False),
+    ("driver/nodeSelector", {"disk": "ssd"}, True),
+])
+def test_values_schema_shared_definitions(path, value, ok):
+    """The shared definitions ($defs) accept and refuse what each of their copies used to."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values_errors(values) == []
+    *parents, key = [part.replace("~1", "/") for part in path.split("/")]  # a JSON pointer
+    target = values
+    for part in parents:
+        target = target[part]
+    target[key] = value
+    assert (values_errors(values) == []) == ok, values_errors(values)
 
 
 def test_driver_runs_from_a_suspended_cronjob_with_restricted_pods(helm):
@@ -111,10 +168,11 @@ def test_driver_runs_from_a_suspended_cronjob_with_restricted_pods(helm):
     assert "$(OUTPUT_PREFIX)/$(RUN_NAME)" in c["args"]  # each run writes to <prefix>/<job name>
     env = {e["name"]: e for e in c["env"]}
     assert env["RUN_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.labels['batch.kubernetes.io/job-name']"
-    assert env["POSTS_PIPELINE_POD_UID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid"  # owner of its DaskCluster
+    # the pod owns its DaskCluster
+    assert env["POSTS_PIPELINE_POD_UID"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.uid"
     assert c["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
     assert pod["terminationGracePeriodSeconds"] >= 30  # time to delete the DaskCluster after SIGTERM
-    assert check.restricted_violations("driver", pod) == []
+    assert chart.restricted_violations("driver", pod) == []
     assert "Job" in kinds  # run.onInstall
     cfg = yaml.safe_load(kinds["ConfigMap"][0]["data"]["pipeline.yaml"])["posts-pipeline"]
     assert cfg["cluster"]["kind"] == "kubernetes" and cfg["cluster"]["kubernetes"]["env-from-secrets"] == ["s3-creds"]
@@ -154,4 +212,4 @@ def test_helm_tests_check_permissions_and_s3(helm):
     names = sorted(p["metadata"]["name"] for p in pods)
     assert names == ["posts-posts-pipeline-test-permissions", "posts-posts-pipeline-test-s3"]
     for p in pods:
-        assert check.restricted_violations(p["metadata"]["name"], p["spec"]) == []
+        assert chart.restricted_violations(p["metadata"]["name"], p["spec"]) == []

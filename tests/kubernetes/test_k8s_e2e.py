@@ -11,6 +11,7 @@ Timings (job creation → first worker running, total) are printed and written t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -19,7 +20,20 @@ import uuid
 from pathlib import Path
 
 import pytest
-from support import bucket_keys, finished_report, free_port, on_every_node
+
+from support import (
+    Kubectl,
+    S3Store,
+    assert_same_results,
+    create_pipeline_user,
+    free_port,
+    generate_dump,
+    moto_answers,
+    on_every_node,
+    reference_report,
+    run,
+    wait_for,
+)
 
 pytestmark = pytest.mark.kind
 
@@ -35,82 +49,43 @@ TIMINGS: dict = {}
 SUBMITTED: list[str] = []
 
 
-def sh(*cmd, check=True, timeout=600, input=None) -> subprocess.CompletedProcess:
-    proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, input=input)
-    if check and proc.returncode:
-        raise AssertionError(f"{' '.join(map(str, cmd))} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def wait_for(predicate, timeout: float, what: str, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
-class K:
-    def __init__(self, kubeconfig: str, namespace: str):
-        self.kubeconfig, self.namespace = kubeconfig, namespace
-
-    def __call__(self, *args, check=True, timeout=300, input=None, namespaced=True) -> str:
-        ns = ["-n", self.namespace] if namespaced else []
-        return sh(TOOLS / "kubectl", "--kubeconfig", self.kubeconfig, *ns, *args, check=check, timeout=timeout,
-                  input=input).stdout
-
-    def json(self, *args, **kw):
-        return json.loads(self(*args, "-o", "json", **kw))
+class K(Kubectl):
+    """kubectl and helm in the test's namespace."""
 
     def helm(self, *args, check=True, timeout=600):
-        return sh(TOOLS / "helm", "--kubeconfig", self.kubeconfig, "-n", self.namespace, *args, check=check, timeout=timeout)
+        return run([TOOLS / "helm", "--kubeconfig", self.kubeconfig, "-n", self.namespace, *args], check=check,
+                   timeout=timeout)
 
 
 # ------------------------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def kubeconfig() -> str:
-    path = os.environ.get("KUBECONFIG") or str(REPO / ".tools" / "kubeconfig")
-    if not Path(path).is_file() or not (TOOLS / "kubectl").exists():
-        pytest.fail("kind cluster not set up: run `make kind-up` first", pytrace=False)
-    proc = sh(TOOLS / "kubectl", "--kubeconfig", path, "get", "--raw", "/readyz", check=False, timeout=30)
-    if proc.stdout.strip() != "ok":
-        pytest.fail(f"kind cluster not reachable ({proc.stderr.strip()}): run `make kind-up` first", pytrace=False)
-    return path
-
-
-@pytest.fixture(scope="module")
-def images(kubeconfig):
+def images(kubectl):
     """The project images on every node (kind load docker-image when missing)."""
-    nodes = json.loads(sh(TOOLS / "kubectl", "--kubeconfig", kubeconfig, "get", "nodes", "-o", "json").stdout)["items"]
+    nodes = kubectl.json("get", "nodes")["items"]
     cluster = next(line.split()[1] for line in (REPO / "kind-config.yaml").read_text().splitlines()
                    if line.startswith("name:"))
     for image in IMAGES:
         if not on_every_node(nodes, image):
             t = time.monotonic()
-            sh(TOOLS / "kind", "load", "docker-image", "--name", cluster, image, timeout=900)
+            run([TOOLS / "kind", "load", "docker-image", "--name", cluster, image], timeout=900)
             print(f"loaded {image} in {time.monotonic() - t:.0f} s")
 
 
 @pytest.fixture(scope="module")
-def operator(kubeconfig, images):
-    env = {**os.environ, "KUBECONFIG": kubeconfig, "HELM": str(TOOLS / "helm"), "KUBECTL": str(TOOLS / "kubectl"),
+def operator(kubectl, images):
+    env = {**os.environ, "KUBECONFIG": kubectl.kubeconfig, "HELM": str(TOOLS / "helm"), "KUBECTL": kubectl.binary,
            "PYTHON": str(REPO / ".venv" / "bin" / "python")}
     t = time.monotonic()
-    proc = subprocess.run(["bash", str(REPO / "helm" / "install-operator.sh")], env=env, capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    run(["bash", REPO / "helm" / "install-operator.sh"], env=env, timeout=600)
     TIMINGS["operator_install_s"] = round(time.monotonic() - t, 1)
 
 
 @pytest.fixture(scope="module")
-def k(kubeconfig, operator):
+def k(kubectl, operator):
     """A namespace where the API server enforces the restricted Pod Security Standard; deleted afterwards."""
     ns = f"posts-e2e-{uuid.uuid4().hex[:6]}"
-    kk = K(kubeconfig, ns)
+    kk = K(kubectl.binary, kubectl.kubeconfig, ns)
     kk("create", "namespace", ns, namespaced=False)
     kk("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted",
        "pod-security.kubernetes.io/enforce-version=latest", namespaced=False)
@@ -137,7 +112,7 @@ spec:
           args: [python, -m, moto.server, -H, 0.0.0.0, -p, "5000"]
           env:
             - {name: PYTHONPATH, value: /opt/test-extras}
-            - {name: INITIAL_NO_AUTH_ACTION_COUNT, value: "3"}
+            - {name: INITIAL_NO_AUTH_ACTION_COUNT, value: "3"}  # support.MOTO_ENV
           ports: [{containerPort: 5000}]
           readinessProbe: {tcpSocket: {port: 5000}, periodSeconds: 1}
           resources: {requests: {cpu: 100m, memory: 256Mi}, limits: {cpu: "1", memory: 1Gi}}
@@ -154,61 +129,26 @@ spec:
 """
 
 
-class S3:
-    def __init__(self, endpoint: str, key: str, secret: str):
-        self.endpoint, self.key, self.secret = endpoint, key, secret
-
-    def client(self, key=None, secret=None):
-        import boto3
-
-        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id=key or self.key, aws_secret_access_key=secret or self.secret)
-
-    def keys(self, prefix: str) -> list[str]:
-        return bucket_keys(self.client(), BUCKET, prefix)
-
-    def report(self, prefix: str) -> dict:
-        return finished_report(self.client(), BUCKET, prefix)
-
-
 @pytest.fixture(scope="module")
 def dump(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("k8s-dump") / "Posts.xml"
-    sh(REPO / ".venv" / "bin" / "posts-pipeline", "generate", "--size", DUMP_SIZE, "--seed", "4", "--output", path)
-    return path
+    return generate_dump(tmp_path_factory.mktemp("k8s-dump") / "Posts.xml", DUMP_SIZE, 4)
 
 
 @pytest.fixture(scope="module")
 def s3(k, dump):
     """moto's S3 server in the namespace (auth on), reached from here through kubectl port-forward;
     a bucket with the dump; the pipeline's key in a Secret."""
-    import boto3
-
-    k("apply", "-f", "-", input=S3_MANIFEST)
+    k.apply(S3_MANIFEST)
     k("rollout", "status", "deployment/s3", "--timeout=300s", timeout=320)
     port = free_port()
-    forward = subprocess.Popen([TOOLS / "kubectl", "--kubeconfig", k.kubeconfig, "-n", k.namespace, "port-forward",
-                                "svc/s3", f"{port}:{S3_PORT}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    forward = subprocess.Popen([k.binary, "--kubeconfig", k.kubeconfig, "-n", k.namespace, "port-forward", "svc/s3",
+                                f"{port}:{S3_PORT}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         endpoint = f"http://127.0.0.1:{port}"
-
-        def up():
-            import urllib.request
-
-            try:
-                with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=2) as r:
-                    return r.status == 200
-            except OSError:
-                return False
-
-        wait_for(up, 60, "moto behind kubectl port-forward")
-        iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
-                           aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
-        iam.create_user(UserName="pipeline")
-        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
-        iam.put_user_policy(UserName="pipeline", PolicyName="all", PolicyDocument=json.dumps(policy))
-        key = iam.create_access_key(UserName="pipeline")["AccessKey"]
-        server = S3(endpoint, key["AccessKeyId"], key["SecretAccessKey"])
+        wait_for(lambda: moto_answers(endpoint), 60, "moto behind kubectl port-forward", interval=1)
+        # moto reads a dotted Host (s3.<ns>.svc) as a virtual-hosted bucket: pods use the short name
+        server = S3Store(endpoint, *create_pipeline_user(endpoint), pipeline_endpoint=f"http://s3:{S3_PORT}",
+                         bucket=BUCKET)
         server.client().create_bucket(Bucket=BUCKET)
         server.client().upload_file(str(dump), BUCKET, "Posts.xml")
         k("create", "secret", "generic", "s3-creds", f"--from-literal=AWS_ACCESS_KEY_ID={server.key}",
@@ -221,26 +161,34 @@ def s3(k, dump):
 
 @pytest.fixture(scope="module")
 def reference(dump, tmp_path_factory) -> dict:
-    out = tmp_path_factory.mktemp("k8s-reference") / "run"
-    sh(REPO / ".venv" / "bin" / "posts-pipeline", "run", "--input", dump, "--output", out, "--blocksize", BLOCKSIZE,
-       "--no-progress", "--cluster", "local", "--n-workers", "2", "--threads-per-worker", "1", timeout=900)
-    return json.loads((out / "report.json").read_text())
+    return reference_report(dump, tmp_path_factory.mktemp("k8s-reference") / "run", BLOCKSIZE)
 
 
-def chart_values(k, secret: str) -> list[str]:
+def chart_values(s3: S3Store, secret: str) -> list[str]:
     return ["--set", "image.tag=latest", "--set", f"s3.existingSecret={secret}",
-            # moto reads a dotted Host (s3.<ns>.svc) as a virtual-hosted bucket: use the short name (same namespace)
-            "--set", f"s3.endpointUrl=http://s3:{S3_PORT}",
+            "--set", f"s3.endpointUrl={s3.pipeline_endpoint}",
             "--set", f"run.input=s3://{BUCKET}/Posts.xml", "--set", f"run.outputPrefix=s3://{BUCKET}/runs",
             "--set", "dask.workers=2", "--set", "dask.startTimeout=4m",
             "--set-json", f'run.extraArgs=["--blocksize","{BLOCKSIZE}","--no-progress"]',
             "--set", "dask.workerResources.requests.cpu=250m", "--set", "dask.workerResources.requests.memory=768Mi"]
 
 
+@contextlib.contextmanager
+def other_release(k, s3, name: str, *settings: str, secret: str = "s3-creds"):
+    """A second release of the chart (without its helm tests) for one test; yields its CronJob's name."""
+    k.helm("install", name, REPO / "helm" / "posts-pipeline", *chart_values(s3, secret), "--set", "tests.enabled=false",
+           *settings, "--wait", "--timeout", "3m")
+    try:
+        yield f"{name}-posts-pipeline"
+    finally:
+        k.helm("uninstall", name, "--wait", check=False)
+
+
 @pytest.fixture(scope="module")
 def release(k, s3):
     t = time.monotonic()
-    k.helm("install", RELEASE, REPO / "helm" / "posts-pipeline", *chart_values(k, "s3-creds"), "--wait", "--timeout", "5m")
+    k.helm("install", RELEASE, REPO / "helm" / "posts-pipeline", *chart_values(s3, "s3-creds"),
+           "--wait", "--timeout", "5m")
     TIMINGS["helm_install_s"] = round(time.monotonic() - t, 1)
     yield RELEASE
     k.helm("uninstall", RELEASE, "--wait", check=False)
@@ -302,7 +250,6 @@ def stop_runs_of_failed_tests(request):
             k("delete", "daskclusters", "--all", check=False)
 
 
-
 def wait_job(k, run: str, timeout: float = 1200) -> str:
     state = wait_for(lambda: job_state(k, run), timeout, f"job {run} to finish", interval=2)
     return state
@@ -314,13 +261,6 @@ def job_logs(k, run: str) -> str:
 
 def daskclusters(k) -> list[str]:
     return [d["metadata"]["name"] for d in k.json("get", "daskclusters")["items"]]
-
-
-def assert_same_results(got: dict, ref: dict) -> None:
-    for key in ("rows", "questions"):
-        assert got["counts"][key] == ref["counts"][key], key
-    assert got["cooccurrence"]["top"] == ref["cooccurrence"]["top"]
-    assert got["classifier"]["accuracy"] == pytest.approx(ref["classifier"]["accuracy"], abs=0.01)
 
 
 def save_timings():
@@ -366,7 +306,8 @@ def test_warm_run_timing_and_worker_pod_deleted_mid_run(k, release, s3, referenc
     wait_for(lambda: len(live_workers(k)) >= 2, 300, "two workers")
     time.sleep(2)
     running = live_workers(k)
-    assert running and job_state(k, "run-2") is None, "the run finished before a worker could be deleted: use a larger dump"
+    too_small = "the run finished before a worker could be deleted: use a larger dump"
+    assert running and job_state(k, "run-2") is None, too_small
     k("delete", "pod", running[0]["metadata"]["name"], "--wait=false")
     assert job_state(k, "run-2") is None, "the run finished before the worker was deleted: use a larger dump"
     TIMINGS["run2_worker_deleted_after_s"] = round(time.monotonic() - t0, 1)
@@ -382,10 +323,8 @@ def test_warm_run_timing_and_worker_pod_deleted_mid_run(k, release, s3, referenc
 def test_wrong_credential_fails_clearly_and_leaves_nothing(k, release, s3):
     k("create", "secret", "generic", "s3-wrong", f"--from-literal=AWS_ACCESS_KEY_ID={s3.key}",
       "--from-literal=AWS_SECRET_ACCESS_KEY=wrong-secret")
-    k.helm("install", "bad", REPO / "helm" / "posts-pipeline", *chart_values(k, "s3-wrong"), "--set", "tests.enabled=false",
-           "--wait", "--timeout", "3m")
-    try:
-        submit(k, "bad-1", cronjob="bad-posts-pipeline")
+    with other_release(k, s3, "bad", secret="s3-wrong") as cronjob:
+        submit(k, "bad-1", cronjob=cronjob)
         state = wait_job(k, "bad-1", timeout=600)
         out = job_logs(k, "bad-1")
         assert state == "Failed", out
@@ -394,16 +333,12 @@ def test_wrong_credential_fails_clearly_and_leaves_nothing(k, release, s3):
         assert "wrong-secret" not in out
         assert not daskclusters(k)
         assert s3.keys("runs/bad-1") == []
-    finally:
-        k.helm("uninstall", "bad", "--wait", check=False)
 
 
 def test_unpullable_image_fails_with_the_cause_within_the_timeout(k, release, s3):
-    k.helm("install", "badimg", REPO / "helm" / "posts-pipeline", *chart_values(k, "s3-creds"),
-           "--set", "tests.enabled=false", "--set", "dask.startTimeout=90s",
-           "--set", "config.cluster.kubernetes.image=posts-pipeline:no-such-tag", "--wait", "--timeout", "3m")
-    try:
-        t0 = submit(k, "badimg-1", cronjob="badimg-posts-pipeline")
+    with other_release(k, s3, "badimg", "--set", "dask.startTimeout=90s",
+                       "--set", "config.cluster.kubernetes.image=posts-pipeline:no-such-tag") as cronjob:
+        t0 = submit(k, "badimg-1", cronjob=cronjob)
         state = wait_job(k, "badimg-1", timeout=400)
         TIMINGS["unpullable_image_failure_s"] = round(time.monotonic() - t0, 1)
         out = job_logs(k, "badimg-1")
@@ -411,16 +346,12 @@ def test_unpullable_image_fails_with_the_cause_within_the_timeout(k, release, s3
         assert "posts-pipeline:no-such-tag" in out and "cannot be pulled" in out, out
         wait_for(lambda: not daskclusters(k), 60, "no DaskCluster left after the failed start")
         assert s3.keys("runs/badimg-1") == []
-    finally:
-        k.helm("uninstall", "badimg", "--wait", check=False)
 
 
 def test_adaptive_run_with_dask_autoscaler(k, release, s3, reference):
     """--adapt MIN:MAX: the driver creates a DaskAutoscaler; the run completes with the same results."""
-    k.helm("install", "adapt", REPO / "helm" / "posts-pipeline", *chart_values(k, "s3-creds"),
-           "--set", "tests.enabled=false", "--set", "dask.adapt=1:2", "--wait", "--timeout", "3m")
-    try:
-        t0 = submit(k, "adapt-1", cronjob="adapt-posts-pipeline")
+    with other_release(k, s3, "adapt", "--set", "dask.adapt=1:2") as cronjob:
+        t0 = submit(k, "adapt-1", cronjob=cronjob)
         wait_first_worker(k, "adapt-1")
         wait_for(lambda: k.json("get", "daskautoscalers")["items"] or job_state(k, "adapt-1"), 120, "a DaskAutoscaler")
         state = wait_job(k, "adapt-1")
@@ -429,23 +360,17 @@ def test_adaptive_run_with_dask_autoscaler(k, release, s3, reference):
         assert_same_results(s3.report("runs/adapt-1"), reference)
         wait_for(lambda: not daskclusters(k) and not k.json("get", "daskautoscalers")["items"], 120,
                  "the DaskCluster and its DaskAutoscaler to be deleted")
-    finally:
-        k.helm("uninstall", "adapt", "--wait", check=False)
 
 
 def test_rbac_denied_is_named(k, release, s3):
     """Without the chart's Role the driver is refused by the API server: one message naming RBAC."""
-    k.helm("install", "norbac", REPO / "helm" / "posts-pipeline", *chart_values(k, "s3-creds"),
-           "--set", "tests.enabled=false", "--set", "rbac.create=false", "--wait", "--timeout", "3m")
-    try:
-        submit(k, "norbac-1", cronjob="norbac-posts-pipeline")
+    with other_release(k, s3, "norbac", "--set", "rbac.create=false") as cronjob:
+        submit(k, "norbac-1", cronjob=cronjob)
         state = wait_job(k, "norbac-1", timeout=300)
         out = job_logs(k, "norbac-1")
         assert state == "Failed", out
         assert "permission denied by the Kubernetes API (RBAC)" in out and "Traceback" not in out, out
         assert not daskclusters(k)
-    finally:
-        k.helm("uninstall", "norbac", "--wait", check=False)
 
 
 def test_deleting_a_running_job_deletes_its_dask_cluster_and_partial_output(k, release, s3):
@@ -478,8 +403,8 @@ def test_deleting_a_running_job_deletes_its_dask_cluster_and_partial_output(k, r
 ])
 def test_driver_service_account_can_only_what_kubecluster_needs(k, release, verb, resource, namespace, allowed):
     where = namespace or k.namespace
-    proc = sh(TOOLS / "kubectl", "--kubeconfig", k.kubeconfig, "auth", "can-i", verb, resource, "-n", where,
-              f"--as=system:serviceaccount:{k.namespace}:{SA}", check=False)
+    proc = k.run("auth", "can-i", verb, resource, "-n", where, f"--as=system:serviceaccount:{k.namespace}:{SA}",
+                 check=False, namespaced=False)
     assert proc.stdout.strip() == ("yes" if allowed else "no"), proc.stdout + proc.stderr
 
 
@@ -489,7 +414,8 @@ def test_helm_uninstall_leaves_nothing(k, release, s3):
 
     def gone():
         left = k.json("get", kinds, "-l", f"app.kubernetes.io/instance={release}")["items"]
-        runs = [j["metadata"]["name"] for j in k.json("get", "jobs")["items"]]  # kubectl-created runs: owned by the CronJob
+        # runs created with kubectl are owned by the CronJob
+        runs = [j["metadata"]["name"] for j in k.json("get", "jobs")["items"]]
         return not left and not runs and not daskclusters(k)
 
     wait_for(gone, 180, "the release, its runs and their Dask clusters to be gone", interval=2)

@@ -11,7 +11,7 @@ from kubernetes.client.rest import ApiException
 from pipeline import cli, config, kubernetes
 from pipeline.errors import PipelineError
 
-import check  # helm/check.py
+from support import chart as check  # the offline checks of `make chart-lint`
 
 
 def settings(**over) -> dict:

@@ -1,6 +1,6 @@
 """Offline checks of what goes to the API server, for `make chart-lint` and tests/kubernetes.
 
-  python helm/check.py --kubernetes-version 1.34 --helm .tools/bin/helm [VALUES.yaml ...]
+  PYTHONPATH=tests python -m support.chart --kubernetes-version 1.34 --helm .tools/bin/helm [VALUES.yaml ...]
 
 1. renders helm/posts-pipeline with each values file (`helm template`, hooks and tests included) and
    validates every manifest against the Kubernetes schemas of that version (kubernetes-validate, strict:
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "posts-pipeline"
 
 
@@ -29,7 +29,8 @@ def crd_schema(kind: str = "daskcluster") -> dict:
     """The openAPIV3Schema of a dask-kubernetes CRD, as shipped in the installed package."""
     import dask_kubernetes
 
-    path = Path(dask_kubernetes.__file__).parent / "operator/deployment/helm/dask-kubernetes-operator/crds" / f"{kind}.yaml"
+    crds = Path(dask_kubernetes.__file__).parent / "operator/deployment/helm/dask-kubernetes-operator/crds"
+    path = crds / f"{kind}.yaml"
     crd = yaml.safe_load(path.read_text())
     version = next(v for v in crd["spec"]["versions"] if v.get("served", True))
     return version["schema"]["openAPIV3Schema"]
@@ -104,7 +105,7 @@ def restricted_violations(where: str, pod: dict) -> list[str]:
     for c in (pod.get("containers") or []) + (pod.get("initContainers") or []):
         sc = c.get("securityContext") or {}
         who = f"{where} container {c.get('name')}"
-        if not (sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True):
+        if sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is not True:
             found.append(f"{who}: runAsNonRoot is not true")
         if (sc.get("runAsUser", psc.get("runAsUser")) or 1) == 0:
             found.append(f"{who}: runs as UID 0")
@@ -153,7 +154,8 @@ def driver_daskcluster(docs: list[dict]) -> dict:
     try:
         dask.config.update(dask.config.config, user)
         settings = config.get("cluster.kubernetes")
-        owner = {"apiVersion": "v1", "kind": "Pod", "name": "run-1-abcde", "uid": "00000000-0000-0000-0000-000000000000"}
+        owner = {"apiVersion": "v1", "kind": "Pod", "name": "run-1-abcde",
+                 "uid": "00000000-0000-0000-0000-000000000000"}
         return kubernetes.cluster_spec(settings, kubernetes.cluster_name(settings["name"]), owner=owner, environ={})
     finally:
         dask.config.config.clear()
@@ -174,7 +176,8 @@ def check(helm: str, version: str, values_files: list[str]) -> list[str]:
             pod_doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dask"}, "spec": pod}
             problems += [f"[{Path(values).name}] {where}: {p}" for p in validate_manifest(pod_doc, version)]
             problems += [f"[{Path(values).name}] {p}" for p in restricted_violations(where, pod)]
-        print(f"{Path(values).name}: {len(docs)} manifests and the driver's DaskCluster checked against Kubernetes {version}")
+        print(f"{Path(values).name}: {len(docs)} manifests and the driver's DaskCluster checked against "
+              f"Kubernetes {version}")
     return problems
 
 
@@ -184,7 +187,6 @@ def main(argv=None) -> int:
     p.add_argument("--helm", default="helm")
     p.add_argument("values", nargs="+")
     args = p.parse_args(argv)
-    sys.path.insert(0, str(REPO))
     problems = check(args.helm, args.kubernetes_version.lstrip("v"), args.values)
     for problem in problems:
         print("ERROR", problem, file=sys.stderr)

@@ -1,0 +1,241 @@
+"""Helpers the tests of every tier share: commands, waiting, S3 (moto's server and a bucket's contents),
+kubectl, the images on Kubernetes nodes, and how two runs' results are compared. support.chart holds the
+offline checks of the chart (`make chart-lint`).
+
+tests/ is on sys.path through pytest's rootdir conftest (tests/conftest.py), so tests import ``support``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import pytest
+
+# The project's CLI beside the interpreter running the tests (.venv/bin).
+POSTS_PIPELINE = Path(sys.executable).with_name("posts-pipeline")
+
+# ---------------------------------------------------------------- commands and waiting
+
+
+def run(cmd, *, check: bool = True, timeout: float = 600, input: str | None = None,
+        env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run a command (text output captured); with ``check``, a non-zero exit fails with the command's output."""
+    cmd = [str(c) for c in cmd]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input, env=env)
+    if check and proc.returncode:
+        raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def wait_for(predicate, timeout: float, what: str, interval: float = 0.5):
+    """The first truthy result of ``predicate()``, polled until ``timeout``. An OSError (a server not up yet)
+    is retried; any other exception, such as an AssertionError saying it can never happen, ends the wait."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except OSError as e:
+            last = e
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last!r})")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def generate_dump(path: Path, size: str, seed: int) -> Path:
+    """A generated Posts.xml, made by the CLI as a user would."""
+    run([POSTS_PIPELINE, "generate", "--size", size, "--seed", seed, "--output", path], timeout=300)
+    return path
+
+
+def reference_report(dump: Path, out: Path, blocksize: str) -> dict:
+    """report.json of the same input on the driver's embedded LocalCluster, to compare a distributed run with."""
+    run([POSTS_PIPELINE, "run", "--input", dump, "--output", out, "--blocksize", blocksize, "--no-progress",
+         "--cluster", "local", "--n-workers", "2", "--threads-per-worker", "1"], timeout=900)
+    assert (out / "_SUCCESS").exists()
+    return json.loads((out / "report.json").read_text())
+
+
+def assert_same_results(got: dict, ref: dict) -> None:
+    """Two reports of the same input agree: counts, analytics, and the classifier up to its randomness."""
+    for key in ("rows", "questions", "malformed"):
+        assert got["counts"][key] == ref["counts"][key], key
+    assert got["cooccurrence"]["tag"] == ref["cooccurrence"]["tag"]
+    assert got["cooccurrence"]["top"] == ref["cooccurrence"]["top"]
+    assert got["top_tags"] == ref["top_tags"]
+    assert got["classifier"]["accuracy"] == pytest.approx(ref["classifier"]["accuracy"], abs=0.01)
+
+
+# ---------------------------------------------------------------- S3
+
+# moto's server lets this many requests through unauthenticated: the three that create_pipeline_user makes.
+MOTO_ENV = {"INITIAL_NO_AUTH_ACTION_COUNT": "3"}
+
+
+def moto_answers(endpoint: str) -> bool:
+    """moto's server answers HTTP (a published or forwarded port accepts connections before it listens).
+    Asks moto's own API, which does not use up the unauthenticated requests."""
+    with urllib.request.urlopen(f"{endpoint}/moto-api/data.json", timeout=2) as resp:
+        return resp.status == 200
+
+
+def create_pipeline_user(endpoint: str) -> tuple[str, str]:
+    """An IAM user allowed everything, made with moto's unauthenticated requests; its key and secret."""
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+    iam.create_user(UserName="pipeline")
+    policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+    iam.put_user_policy(UserName="pipeline", PolicyName="all", PolicyDocument=json.dumps(policy))
+    key = iam.create_access_key(UserName="pipeline")["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
+@dataclass
+class S3Store:
+    """An S3 API server as the tests reach it (``endpoint``) and as the pipeline does (``pipeline_endpoint``,
+    from containers or pods; the same when empty), the pipeline's key there, and the tests' bucket."""
+
+    endpoint: str
+    key: str
+    secret: str
+    pipeline_endpoint: str = ""
+    bucket: str = "posts"
+
+    def client(self):
+        import boto3
+
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id=self.key, aws_secret_access_key=self.secret)
+
+    def env(self) -> dict[str, str]:
+        """Credentials and endpoint the way users give them to the driver."""
+        return {
+            "AWS_ACCESS_KEY_ID": self.key,
+            "AWS_SECRET_ACCESS_KEY": self.secret,
+            "POSTS_PIPELINE__STORAGE_OPTIONS__ENDPOINT_URL": self.pipeline_endpoint or self.endpoint,
+        }
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every key under ``prefix`` in the bucket."""
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+    def report(self, prefix: str) -> dict:
+        """report.json of a finished run; fails if the run's _SUCCESS marker is missing."""
+        keys = self.keys(prefix)
+        assert f"{prefix}/_SUCCESS" in keys, f"no _SUCCESS under s3://{self.bucket}/{prefix}: {keys}"
+        body = self.client().get_object(Bucket=self.bucket, Key=f"{prefix}/report.json")["Body"]
+        return json.loads(body.read())
+
+
+class S3Server(S3Store):
+    """moto's S3 API server in its own process, with authentication on (as a real store has)."""
+
+    def __init__(self):
+        port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            env={**os.environ, **MOTO_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        endpoint = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            assert self.process.poll() is None, "moto server exited"
+            return moto_answers(endpoint)
+
+        wait_for(up, 30, f"moto server at {endpoint}", interval=0.2)
+        super().__init__(endpoint, *create_pipeline_user(endpoint))
+
+    def filesystem(self):
+        import s3fs
+
+        return s3fs.S3FileSystem(key=self.key, secret=self.secret, endpoint_url=self.endpoint,
+                                 skip_instance_cache=True)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+# ---------------------------------------------------------------- Kubernetes
+
+
+class Kubectl:
+    """kubectl against one cluster (and, when given, one namespace); raises with its output on failure."""
+
+    def __init__(self, binary: str, kubeconfig: str, namespace: str | None = None):
+        self.binary, self.kubeconfig, self.namespace = binary, kubeconfig, namespace
+
+    def run(self, *args, input: str | None = None, check: bool = True, timeout: float = 300,
+            namespaced: bool = True) -> subprocess.CompletedProcess:
+        ns = ["-n", self.namespace] if self.namespace and namespaced else []
+        return run([self.binary, "--kubeconfig", self.kubeconfig, *ns, *args], input=input, check=check,
+                   timeout=timeout)
+
+    def __call__(self, *args, **kw) -> str:
+        return self.run(*args, **kw).stdout
+
+    def json(self, *args, **kw):
+        return json.loads(self(*args, "-o", "json", **kw))
+
+    def apply(self, manifest: str, namespace: str | None = None) -> str:
+        ns = ["-n", namespace] if namespace else []
+        return self(*ns, "apply", "-f", "-", input=manifest)
+
+
+def node_image_names(node: dict) -> set[str]:
+    """The image names a Kubernetes node reports; an image left without a tag reports ``names: null``."""
+    return {n for image in node["status"].get("images") or [] for n in image.get("names") or []}
+
+
+def on_every_node(nodes: list[dict], image: str) -> bool:
+    """Whether every node reports ``image`` (kind prefixes local names with ``docker.io/library/``)."""
+    return bool(nodes) and all(any(n == image or n.endswith("/" + image) for n in node_image_names(node))
+                               for node in nodes)
+
+
+# ---------------------------------------------------------------- small dumps and pages
+
+
+def write_posts(path, questions: list[tuple[int, list[str], str]]) -> str:
+    """A small Posts.xml of questions (id, tags, body text), for tests that need exact label counts."""
+    rows = "".join(
+        f'  <row Id="{i}" PostTypeId="1" CreationDate="2020-01-01T00:00:00.000" Score="1" '
+        f'Body={quoteattr(f"<p>{body}</p>")} Title="t" Tags="{"".join(f"&lt;{t}&gt;" for t in tags)}" />\n'
+        for i, tags, body in questions)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(f'<?xml version="1.0" encoding="utf-8"?>\n<posts>\n{rows}</posts>\n')
+    return str(path)
+
+
+def chromium(url: str, *options: str, timeout: int = 60) -> str:
+    """Debian's chromium, headless, on ``url``: its stdout (the rendered DOM with ``--dump-dom``).
+    ``make system-deps`` installs it; as root it must run without its sandbox."""
+    program = shutil.which("chromium")
+    if program is None:
+        pytest.skip("chromium is not installed (make system-deps installs it)")
+    sandbox = ["--no-sandbox"] if os.geteuid() == 0 else []
+    done = subprocess.run([program, "--headless", "--disable-gpu", *sandbox, *options, url],
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
