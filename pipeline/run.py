@@ -26,6 +26,7 @@ from distributed import Client, get_task_stream, progress
 from pipeline import analytics, clean, cluster, config, model, parse, questions, read, report
 from pipeline.errors import PipelineError
 from pipeline.output import RunDirectory, write_parquet
+from pipeline.settings import load as load_settings
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +217,7 @@ def _visualize(filename: str, *collections) -> None:
 
 def run(inputs: list[str] | str | None = None, output: str | None = None) -> dict:
     """The whole job with the current configuration; usable from a notebook as from the CLI."""
+    load_settings()  # every option checked before an input is listed or a cluster starts
     inputs = inputs or config.get("input")
     output = output or config.get("output")
     if not inputs or not output:
