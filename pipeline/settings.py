@@ -282,14 +282,42 @@ def secret_env(value: Mapping) -> dict[str, tuple[str, str]]:
     return refs
 
 
+def storage_options(value: Mapping) -> dict:
+    endpoint = value.get("endpoint_url")
+    if isinstance(endpoint, str) and config.redacted_url(endpoint) != endpoint:
+        raise Refused(f"endpoint_url {config.redacted_url(endpoint)} carries a user and password, which S3 clients "
+                      "refuse (and logs would show): give the credentials as AWS_ACCESS_KEY_ID and "
+                      "AWS_SECRET_ACCESS_KEY, or an AWS profile")
+    return dict(value)
+
+
+# Schemes whose URLs may carry user:password@ (the others would send it on as part of a bucket name).
+USERINFO_SCHEMES = ("http", "https", "ftp", "sftp", "ssh", "smb")
+
+
+def _no_userinfo(url: str) -> str:
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if config.redacted_url(url) != url and scheme not in USERINFO_SCHEMES:
+        raise Refused(f"{config.redacted_url(url)} carries a user and password, which {scheme}:// URLs cannot: "
+                      "give the credentials as AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or an AWS profile")
+    return url
+
+
 def inputs(value: str | list | None) -> tuple[str, ...]:
-    return () if value is None else (value,) if isinstance(value, str) else tuple(value)
+    urls = () if value is None else (value,) if isinstance(value, str) else tuple(value)
+    return tuple(_no_userinfo(url) for url in urls)
+
+
+def output(value: str | None) -> str | None:
+    return None if value is None else _no_userinfo(value)
 
 
 # Keys whose values are converted or checked beyond what the schema says.
 PARSERS: dict[str, Callable[[Any], Any]] = {
     "input": inputs,
+    "output": output,
     "blocksize": blocksize,
+    "storage-options": storage_options,
     "cluster.connect-timeout": duration(0.001, "a duration such as 30s or 2m"),
     "cluster.local.n-workers": local_workers,
     "cluster.local.memory-limit": memory_limit,
@@ -423,9 +451,8 @@ def _schema_problems(tree: Mapping, prefix: list[str]) -> dict[str, str]:
             known = list(error.schema.get("properties") or {})
             for extra in sorted(set(error.instance) - set(known)):
                 where = ".".join([*path, extra])
-                hint = (f"did you mean {extra.replace('_', '-')}?" if extra.replace("_", "-") in known
-                        else f"the settings here are {', '.join(known)}")
-                problems.setdefault(where, f"{where} is not a setting ({hint}){config.where(where, None)}")
+                problems.setdefault(where, f"{where} is not a setting (the settings here are {', '.join(known)})"
+                                           f"{config.where(where, None)}")
             continue
         node = _node(path)
         value = _value(tree, path[len(prefix):])
