@@ -33,7 +33,8 @@ def assert_one_line_error(done: subprocess.CompletedProcess, message: str) -> No
 
 # A bad option, variable or config value: (run arguments, environment, config file text, message).
 BAD_SETTINGS = {
-    "n-workers 0": (["--n-workers", "0"], {}, None, "cluster.local.n-workers must be an integer ≥ 1, not 0 (from --n-workers)"),
+    "n-workers 0": (["--n-workers", "0"], {}, None,
+                    "cluster.local.n-workers must be an integer ≥ 1, not 0 (from --n-workers)"),
     "n-workers -1": (["--n-workers", "-1"], {}, None, "cluster.local.n-workers must be an integer ≥ 1, not -1"),
     "n-workers abc": (["--n-workers", "abc"], {}, None, "cluster.local.n-workers must be an integer ≥ 1, not 'abc'"),
     "n-workers 100": (["--n-workers", "100"], {}, None, "cluster.local.n-workers must be an integer from 1 to"),
@@ -117,8 +118,8 @@ def test_a_bad_setting_starts_nothing(case, tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("env, message", [
-    ({"POSTS_PIPELINE__CLUSTER__LOCAL__N_WORKERS": "abc"}, "cluster.local.n-workers must be an integer ≥ 1, not 'abc' "
-                                                          "(from POSTS_PIPELINE__CLUSTER__LOCAL__N_WORKERS)"),
+    ({"POSTS_PIPELINE__CLUSTER__LOCAL__N_WORKERS": "abc"},
+     "cluster.local.n-workers must be an integer ≥ 1, not 'abc' (from POSTS_PIPELINE__CLUSTER__LOCAL__N_WORKERS)"),
     ({"POSTS_PIPELINE__PROGRESS": "yes"}, "progress must be one of auto, true, false, not 'yes'"),
 ])
 def test_config_complains_about_a_bad_value(env, message):
