@@ -15,7 +15,7 @@ from importlib import metadata
 import dask.config
 import yaml
 
-from pipeline import config
+from pipeline import config, settings
 from pipeline.errors import PipelineError
 
 log = logging.getLogger("pipeline")
@@ -59,6 +59,20 @@ RUN_SETTINGS = {
     "progress": "progress",
     "visualize": "visualize",
 }
+# Config key → the flag that sets it, for error messages.
+FLAGS = {key: "--" + dest.replace("_", "-") for dest, key in RUN_SETTINGS.items()} | {
+    "storage-options": "--storage-option"}
+
+
+def _number(kind):
+    """A flag's value as ``kind`` when it is one, else as given: the settings' check names the key and the range."""
+    def parse(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            return text
+    parse.__name__ = kind.__name__
+    return parse
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -86,30 +100,30 @@ def _add_run(sub) -> None:
     io_group.add_argument("--storage-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                           help="an fsspec/s3fs option, e.g. endpoint_url=http://localhost:9000 (repeatable) [storage-options]")
     cl = p.add_argument_group("cluster")
-    cl.add_argument("--cluster", choices=("local", "scheduler", "kubernetes"), help="where to run (default local) [cluster.kind]")
+    cl.add_argument("--cluster", metavar="{local,scheduler,kubernetes}", help="where to run (default local) [cluster.kind]")
     cl.add_argument("--scheduler", metavar="ADDRESS", help="an existing scheduler, tcp://host:8786; implies --cluster scheduler [cluster.scheduler-address]")
-    cl.add_argument("--n-workers", type=int, help="LocalCluster worker processes [cluster.local.n-workers]")
-    cl.add_argument("--threads-per-worker", type=int, help="threads per LocalCluster worker [cluster.local.threads-per-worker]")
+    cl.add_argument("--n-workers", type=_number(int), help="LocalCluster worker processes [cluster.local.n-workers]")
+    cl.add_argument("--threads-per-worker", type=_number(int), help="threads per LocalCluster worker [cluster.local.threads-per-worker]")
     cl.add_argument("--memory-limit", help="memory limit per LocalCluster worker, e.g. 4GiB or auto [cluster.local.memory-limit]")
     cl.add_argument("--dashboard-address", help="LocalCluster dashboard address, ':0' for any free port [cluster.local.dashboard-address]")
     cl.add_argument("--image", help="image of the Kubernetes scheduler and workers [cluster.kubernetes.image]")
     cl.add_argument("--namespace", help="Kubernetes namespace (default: the driver pod's own) [cluster.kubernetes.namespace]")
-    cl.add_argument("--kube-workers", type=int, metavar="N", help="Kubernetes workers to start [cluster.kubernetes.n-workers]")
+    cl.add_argument("--kube-workers", type=_number(int), metavar="N", help="Kubernetes workers to start [cluster.kubernetes.n-workers]")
     cl.add_argument("--adapt", metavar="MIN:MAX", help="scale Kubernetes workers between MIN and MAX with the load [cluster.kubernetes.adapt]")
     cl.add_argument("--env-from-secret", action="append", metavar="SECRET",
                     help="a Secret whose keys (e.g. AWS_ACCESS_KEY_ID) become the Dask pods' environment, by reference (repeatable) [cluster.kubernetes.env-from-secrets]")
     cl.add_argument("--start-timeout", metavar="DURATION", help="give up (with the reason) if the Kubernetes cluster has not started by then, e.g. 5m [cluster.kubernetes.start-timeout]")
     cl.add_argument("--idle-timeout", metavar="DURATION", help="the operator deletes an idle Kubernetes cluster after this, e.g. 10m [cluster.kubernetes.idle-timeout]")
     st = p.add_argument_group("stages")
-    st.add_argument("--html-parser", choices=("fast", "bs4"), help="HTML to text: fast (regex) or bs4 (BeautifulSoup) [clean.html-parser]")
+    st.add_argument("--html-parser", metavar="{fast,bs4}", help="HTML to text: fast (regex) or bs4 (BeautifulSoup) [clean.html-parser]")
     st.add_argument("--tag", help="count the tags that co-occur with this one (default python) [analytics.tag]")
-    st.add_argument("--top", type=int, help="how many tags to report [analytics.top]")
+    st.add_argument("--top", type=_number(int), help="how many tags to report [analytics.top]")
     st.add_argument("--classifier-tags", nargs=2, metavar=("TAG_A", "TAG_B"), help="the two tags the classifier tells apart (default python r) [classifier.tags]")
-    st.add_argument("--test-size", type=float, help="fraction of questions held back for scoring [classifier.test-size]")
-    st.add_argument("--random-state", type=int, help="seed of the split and the classifier [classifier.random-state]")
+    st.add_argument("--test-size", type=_number(float), help="fraction of questions held back for scoring, in (0, 1) [classifier.test-size]")
+    st.add_argument("--random-state", type=_number(int), help="seed of the split and the classifier [classifier.random-state]")
     st.add_argument("--no-classifier", dest="classifier", action="store_false", default=None,
                     help="skip the classifier: analytics and Parquet only [classifier.enabled]")
-    st.add_argument("--min-questions", type=int, metavar="N",
+    st.add_argument("--min-questions", type=_number(int), metavar="N",
                     help="skip a site's classifier when either tag has fewer labelled questions "
                     "[classifier.min-questions]")
     st.add_argument("--allow-malformed", action="store_true", default=None,
@@ -126,13 +140,15 @@ def _run(args) -> int:
         args.cluster = "scheduler"
     options = dict(args.storage_option)
     flags = {key: getattr(args, dest) for dest, key in RUN_SETTINGS.items()}
-    config.load(args.config, flags)
+    config.load(args.config, flags, flag_names=FLAGS)
     if options:
-        config.load(flags={"storage-options": {**config.get("storage-options"), **options}})
-    if config.get("cluster.kind") == "local":
+        config.load(flags={"storage-options": {**config.get("storage-options"), **options}}, environ={},
+                    flag_names=FLAGS)
+    checked = settings.load()  # every option, before anything starts
+    if checked.cluster.kind == "local":
         from pipeline.cluster import prepare_local
 
-        prepare_local(config.get("cluster.local"))  # the workers' imports start now, beside ours
+        prepare_local(checked.cluster.local)  # the workers' imports start now, beside ours
     from pipeline.run import run
 
     result = run()
@@ -143,7 +159,7 @@ def _run(args) -> int:
     outcome = (f"{len(result.sites)} sites, a classifier for {len(trained)} of them" if result.many
                else classifier_sentence(next(iter(result.sites.values())).classifier).rstrip("."))
     print(f"{counts['questions']} questions ({counts['malformed']} malformed lines); {outcome}; "
-          f"report: {result.output}/{result.page}")
+          f"report: {config.redacted_url(result.output)}/{result.page}")
     return 0
 
 
@@ -184,8 +200,8 @@ def _add_config(sub) -> None:
 
 def _show_config(args) -> int:
     config.load(args.config)
-    shown = dict(dask.config.get(config.NAMESPACE))
-    shown["storage-options"] = config.redacted(shown.get("storage-options") or {})
+    settings.load()  # a bad value is an error here too, not shown as if it were fine
+    shown = config.redacted(dask.config.get(config.NAMESPACE))
     print(yaml.safe_dump({config.NAMESPACE: shown}, sort_keys=False), end="")
     return 0
 
@@ -212,9 +228,20 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _terminate(signum, frame):
-    # Kubernetes stops pods with SIGTERM: unwind like Ctrl-C so clusters and partial output are cleaned up.
-    raise KeyboardInterrupt(f"signal {signum}")
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM: the run unwinds (clusters stopped, partial output removed), then exits 128 + signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+def _interrupt(signum, frame):
+    # Ctrl-C sends SIGINT, Kubernetes stops pods with SIGTERM: unwind the same way, once — a second signal
+    # would interrupt the clean-up itself, which is bounded.
+    for s in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(s, signal.SIG_IGN)
+    raise Interrupted(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -225,15 +252,20 @@ def main(argv: list[str] | None = None) -> int:
     # distributed sets its loggers' levels from dask.config when it is first imported.
     dask.config.set({"logging.distributed": "info" if args.verbose else "warning"})
     logging.getLogger("distributed").setLevel(logging.INFO if args.verbose else logging.WARNING)
-    signal.signal(signal.SIGTERM, _terminate)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(config.RedactingFilter())  # no log line shows a URL's user and password
+    previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         return args.command(args)
     except PipelineError as e:
-        print(f"posts-pipeline: error: {e}", file=sys.stderr)
+        print(f"posts-pipeline: error: {config.redacted_text(str(e))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         print("posts-pipeline: interrupted; partial output removed", file=sys.stderr)
-        return 130
+        return 128 + getattr(e, "signum", signal.SIGINT)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 if __name__ == "__main__":

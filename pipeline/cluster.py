@@ -11,17 +11,21 @@ import logging
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import signal
 import sys
+import threading
 import warnings
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from collections.abc import Iterator
 
 import dask
 from dask.utils import parse_timedelta
 from distributed import Client, LocalCluster
+from distributed.client import AllExit
 from distributed.versions import VersionMismatchWarning
 
 from pipeline.errors import PipelineError
+from pipeline.settings import LocalSettings, section
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +76,29 @@ def start_method(setting: str) -> str:
     return setting
 
 
-def prepare_local(settings: dict, wait: bool = False) -> None:
+_server_spawned = False
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored while the fork server is spawned, so that it starts (and forks every worker) with
+    SIGINT ignored: Ctrl-C reaches the whole process group, and only the driver should act on it (else
+    the server prints a traceback from its imports). Only in the main thread and for the first spawn:
+    a Ctrl-C within those milliseconds is lost (blocking it instead does not work: threads that
+    libraries start in the server unblock it)."""
+    global _server_spawned
+    if _server_spawned or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+        _server_spawned = True
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def prepare_local(settings: LocalSettings | Mapping, wait: bool = False) -> None:
     """Start the fork server local workers are forked from, importing what their tasks need.
 
     Called as early as possible: the server imports while the driver does, on another core, and
@@ -82,28 +108,49 @@ def prepare_local(settings: dict, wait: bool = False) -> None:
     (forking the driver itself was measured to lose a task about one run in ten). ``wait``
     returns only once the server is ready (for benchmarks that time the run alone).
     """
-    if start_method(settings["start-method"]) != "forkserver":
+    if start_method(section(LocalSettings, settings).start_method) != "forkserver":
         return
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(WORKER_MODULES)
-    multiprocessing.forkserver.ensure_running()
+    with _sigint_ignored():
+        multiprocessing.forkserver.ensure_running()
     if wait:  # until the server has imported them: a first child is forked only then
         child = context.Process(target=int)
         child.start()
         child.join()
 
 
-def _local(settings: dict) -> LocalCluster:
+def dask_setup(worker) -> None:
+    """Run by each local worker process as it starts (this module is their ``preload``).
+
+    Ctrl-C reaches the whole process group: the driver stops the run, and the workers' nannies stop
+    them, without a traceback from each. A worker stopped mid-task warns that the task was cancelled:
+    the driver's one line says why.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
+
+
+def _local(settings: LocalSettings, timeout: float) -> LocalCluster:
     prepare_local(settings)
-    with dask.config.set({"distributed.worker.multiprocessing-method": start_method(settings["start-method"])}):
-        return LocalCluster(
-            n_workers=settings["n-workers"],
-            threads_per_worker=settings["threads-per-worker"],
-            memory_limit=settings["memory-limit"],
-            dashboard_address=settings["dashboard-address"],
-            processes=True,
-            env=dict(os.environ),  # forked from the server, workers would have its environment, not ours
-        )
+    with dask.config.set({"distributed.worker.multiprocessing-method": start_method(settings.start_method)}):
+        try:
+            return LocalCluster(
+                n_workers=settings.n_workers,
+                threads_per_worker=settings.threads_per_worker,
+                memory_limit=settings.memory_limit,
+                dashboard_address=settings.dashboard_address,
+                processes=True,
+                env=dict(os.environ),  # forked from the server, workers would have its environment, not ours
+                preload=[__name__],
+                death_timeout=timeout,  # a worker that has not started by then fails the start, not hangs it
+            )
+        except Exception as e:  # noqa: BLE001 - distributed fails a start in many ways (an AssertionError among them)
+            raise PipelineError(
+                f"the embedded LocalCluster could not start its {settings.n_workers} workers within {timeout:g} s "
+                f"({type(e).__name__}: {e or 'timed out'}) — try fewer (--n-workers) or a longer "
+                "cluster.connect-timeout"
+            ) from None
 
 
 def _client(address, timeout: float) -> Client:
@@ -113,33 +160,32 @@ def _client(address, timeout: float) -> Client:
         return Client(address, timeout=timeout)
 
 
-def _scheduler(address: str | None, connect_timeout: str) -> Client:
+def _scheduler(address: str | None, timeout: float) -> Client:
     if not address:
         raise PipelineError("--cluster scheduler needs --scheduler tcp://host:8786")
-    timeout = parse_timedelta(connect_timeout)
     try:
         client = _client(address, timeout)
     except OSError as e:
-        raise PipelineError(f"cannot reach the scheduler at {address} within {connect_timeout}: {e}") from None
+        raise PipelineError(f"cannot reach the scheduler at {address} within {timeout:g} s: {e}") from None
     try:
         client.wait_for_workers(1, timeout=timeout)
         check_versions(client)
     except TimeoutError:
         client.close()
-        raise PipelineError(f"no worker joined the scheduler at {address} within {connect_timeout}") from None
+        raise PipelineError(f"no worker joined the scheduler at {address} within {timeout:g} s") from None
     except BaseException:
         client.close()
         raise
     return client
 
 
-def _kubernetes(connect_timeout: str):
-    from pipeline import config, kubernetes
+def _kubernetes(timeout: float):
+    from pipeline import kubernetes, settings
 
-    cluster = kubernetes.start(config.get("cluster.kubernetes"))
+    cluster = kubernetes.start(settings.load().cluster.kubernetes)
     client = None
     try:
-        client = _client(cluster.kube, parse_timedelta(connect_timeout))
+        client = _client(cluster.kube, timeout)
         check_versions(client)
     except BaseException:
         if client is not None:
@@ -149,19 +195,37 @@ def _kubernetes(connect_timeout: str):
     return client, cluster
 
 
+class _WithoutAllExit(logging.Filter):
+    """Drop asyncio's "Task exception was never retrieved" for distributed's ``AllExit``: ``Client.gather``
+    leaves one per future when it is interrupted (Ctrl-C, SIGTERM) or a task fails, and they say nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and record.exc_info[0] is AllExit)
+
+
+def _quiet_gather() -> None:
+    asyncio_log = logging.getLogger("asyncio")
+    if not any(isinstance(f, _WithoutAllExit) for f in asyncio_log.filters):
+        asyncio_log.addFilter(_WithoutAllExit())
+
+
 @contextmanager
-def connect(kind: str, scheduler_address: str | None, local: dict, connect_timeout: str) -> Iterator[Client]:
-    """A client for the chosen cluster, closed (and a cluster we started stopped) on the way out."""
+def connect(kind: str, scheduler_address: str | None, local: LocalSettings | Mapping,
+            connect_timeout: str | float) -> Iterator[Client]:
+    """A client for the chosen cluster (``settings.cluster``'s fields; ``local`` may be its mapping, and
+    the timeout a duration such as ``30s``), closed (and a cluster we started stopped) on the way out."""
     if kind not in KINDS:
         raise PipelineError(f"cluster kind must be one of {', '.join(KINDS)}, not {kind!r}")
+    timeout = parse_timedelta(connect_timeout, default="seconds")
+    _quiet_gather()
     cluster = None
     if kind == "local":
-        cluster = _local(local)
+        cluster = _local(section(LocalSettings, local), timeout)
         client = Client(cluster)
     elif kind == "scheduler":
-        client = _scheduler(scheduler_address, connect_timeout)
+        client = _scheduler(scheduler_address, timeout)
     else:
-        client, cluster = _kubernetes(connect_timeout)
+        client, cluster = _kubernetes(timeout)
     log.info("dashboard: %s", client.dashboard_link)
     try:
         yield client

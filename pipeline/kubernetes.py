@@ -1,6 +1,6 @@
 """Kubernetes: Dask workers started by the dask-kubernetes operator for one run.
 
-``connect()`` writes a ``DaskCluster`` (the spec comes from dask-kubernetes' ``make_cluster_spec``,
+``start()`` writes a ``DaskCluster`` (the spec comes from dask-kubernetes' ``make_cluster_spec``,
 then hardened: restricted pod security, credentials from Secrets by reference only), waits for its
 scheduler and first worker while watching for the usual reasons they never come (operator not
 installed, RBAC, an image that cannot be pulled, a crash-looping scheduler, a missing Secret), then
@@ -11,26 +11,23 @@ also owned by that pod, so Kubernetes removes it even if the driver is killed ou
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
-import re
 import time
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
-from dask.utils import parse_timedelta
-
+from pipeline.config import redacted_url
 from pipeline.errors import PipelineError
+from pipeline.settings import KubernetesSettings, Invalid, section
+from pipeline.settings import cluster_name as _cluster_name
 
 log = logging.getLogger(__name__)
 
 GROUP, VERSION, PLURAL = "kubernetes.dask.org", "v1", "daskclusters"
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
-# Environment variables whose names say they hold a secret: never copied into a spec as a literal.
-SECRET_NAME = re.compile(r"(SECRET|PASSWORD|TOKEN|CREDENTIAL|ACCESS_KEY|PRIVATE)", re.IGNORECASE)
-# A DaskCluster name becomes "<name>-scheduler" (a Service: DNS-1035, 63 characters) and
-# "<name>-default" (a label value): keep room for the suffixes.
-NAME_RE = re.compile(r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$")
 PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "RegistryUnavailable"}
 CONFIG_FAILURES = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 LABELS = {"app.kubernetes.io/part-of": "posts-pipeline", "app.kubernetes.io/component": "dask"}
@@ -39,112 +36,92 @@ LABELS = {"app.kubernetes.io/part-of": "posts-pipeline", "app.kubernetes.io/comp
 # ---------------------------------------------------------------------------------------------
 # The spec: pure functions, tested against the CRD schema shipped in dask-kubernetes.
 
-def parse_adapt(text: str | None) -> tuple[int, int] | None:
-    """``"1:4"`` → ``(1, 4)``; ``None`` or ``""`` → ``None`` (a fixed number of workers)."""
-    if text in (None, ""):
-        return None
-    m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", str(text))
-    if not m or int(m[1]) > int(m[2]) or int(m[2]) == 0:
-        raise PipelineError(f"adapt must be MIN:MAX with 0 <= MIN <= MAX and MAX > 0, e.g. 1:4; not {text!r}")
-    return int(m[1]), int(m[2])
-
-
 def cluster_name(template: str) -> str:
     """A unique, valid DaskCluster name from a template such as ``posts-{uuid}``."""
-    name = template.format(uuid=uuid.uuid4().hex[:10]).lower()
-    name = re.sub(r"[^-a-z0-9]", "-", name).strip("-")
-    if "{uuid}" not in template:
-        name = f"{name[:29]}-{uuid.uuid4().hex[:10]}"
-    if not NAME_RE.match(name):
-        raise PipelineError(
-            f"cluster name {name!r} (from {template!r}) must start with a letter, hold only a-z, 0-9 and '-', "
-            "and be at most 40 characters"
-        )
-    return name
+    try:
+        return _cluster_name(template, uuid.uuid4().hex[:10])
+    except Invalid as e:
+        raise PipelineError(f"cluster.kubernetes.name must be {e}, not {template!r}") from None
 
 
-def environment(settings: dict, environ: dict | None = None) -> tuple[list[dict], list[dict]]:
+def environment(settings: KubernetesSettings, environ: Mapping | None = None) -> tuple[list[dict], list[dict]]:
     """(env, envFrom) for scheduler and workers: plain values, Secret references, forwarded variables.
 
-    Plain values whose names look like credentials are refused: those come from Secrets only.
+    Names that look like credentials were refused with the settings; a forwarded URL that carries a
+    user and password is refused here: those come from Secrets only.
     """
     environ = os.environ if environ is None else environ
     env: list[dict] = [{"name": "DASK_TEMPORARY_DIRECTORY", "value": "/tmp"}]
-    plain = {name: environ[name] for name in settings.get("forward-env") or [] if name in environ}
-    plain.update({str(k): str(v) for k, v in (settings.get("env") or {}).items()})
+    plain = {name: environ[name] for name in settings.forward_env if name in environ}
+    plain.update(settings.env)
     for name, value in plain.items():
-        if SECRET_NAME.search(name):
+        if redacted_url(value) != value:
             raise PipelineError(
-                f"{name} looks like a credential: give it from a Kubernetes Secret "
-                "(cluster.kubernetes.env-from-secrets or secret-env), never as a literal value"
+                f"{name} is a URL with a user and password: give it from a Kubernetes Secret "
+                "(cluster.kubernetes.secret-env, and leave it out of forward-env), never as a literal value"
             )
         env.append({"name": name, "value": value})
-    for name, ref in (settings.get("secret-env") or {}).items():
-        secret, _, key = str(ref).partition("/")
-        if not secret or not key:
-            raise PipelineError(f"secret-env {name}: expected SECRET/KEY, not {ref!r}")
+    for name, (secret, key) in settings.secret_env.items():
         env.append({"name": name, "valueFrom": {"secretKeyRef": {"name": secret, "key": key}}})
-    env_from = [{"secretRef": {"name": s}} for s in settings.get("env-from-secrets") or []]
+    env_from = [{"secretRef": {"name": s}} for s in settings.env_from_secrets]
     return env, env_from
 
 
-def _security(settings: dict) -> tuple[dict, dict]:
+def _security(settings: KubernetesSettings) -> tuple[dict, dict]:
     pod = {
         "runAsNonRoot": True,
-        "runAsUser": settings.get("run-as-user", 1000),
-        "runAsGroup": settings.get("run-as-user", 1000),
-        "fsGroup": settings.get("run-as-user", 1000),
+        "runAsUser": settings.run_as_user,
+        "runAsGroup": settings.run_as_user,
+        "fsGroup": settings.run_as_user,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     container = {
         "runAsNonRoot": True,
         "allowPrivilegeEscalation": False,
         "privileged": False,
-        "readOnlyRootFilesystem": bool(settings.get("read-only-root-filesystem", True)),
+        "readOnlyRootFilesystem": settings.read_only_root_filesystem,
         "capabilities": {"drop": ["ALL"]},
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     return pod, container
 
 
-def _harden(pod_spec: dict, container: dict, settings: dict, env: list[dict], env_from: list[dict],
+def _harden(pod_spec: dict, container: dict, settings: KubernetesSettings, env: list[dict], env_from: list[dict],
             resources: dict, labels: dict, metadata_holder: dict) -> None:
     pod_security, container_security = _security(settings)
     pod_spec["securityContext"] = pod_security
     pod_spec["automountServiceAccountToken"] = False  # Dask pods never talk to the Kubernetes API
-    if settings.get("service-account"):
-        pod_spec["serviceAccountName"] = settings["service-account"]
-    pod_spec["volumes"] = [{"name": "tmp", "emptyDir": {"sizeLimit": settings.get("tmp-size", "2Gi")}}]
+    if settings.service_account:
+        pod_spec["serviceAccountName"] = settings.service_account
+    pod_spec["volumes"] = [{"name": "tmp", "emptyDir": {"sizeLimit": settings.tmp_size}}]
     pod_spec["enableServiceLinks"] = False
-    if settings.get("image-pull-secrets"):
-        pod_spec["imagePullSecrets"] = [{"name": s} for s in settings["image-pull-secrets"]]
+    if settings.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": s} for s in settings.image_pull_secrets]
     container["securityContext"] = container_security
-    container["imagePullPolicy"] = settings.get("image-pull-policy") or "IfNotPresent"
+    container["imagePullPolicy"] = settings.image_pull_policy
     container["env"] = env
     if env_from:
         container["envFrom"] = env_from
-    container["resources"] = resources or {}
+    container["resources"] = copy.deepcopy(resources)
     container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
     metadata_holder["metadata"] = {"labels": dict(labels)}
 
 
-def cluster_spec(settings: dict, name: str, owner: dict | None = None, environ: dict | None = None) -> dict:
-    """The DaskCluster resource for ``settings`` (the ``cluster.kubernetes`` config section)."""
+def cluster_spec(settings: KubernetesSettings | Mapping, name: str, owner: dict | None = None,
+                 environ: Mapping | None = None) -> dict:
+    """The DaskCluster resource for the ``cluster.kubernetes`` settings (or their mapping, checked the same way)."""
     from dask_kubernetes.operator import make_cluster_spec
 
-    adapt = parse_adapt(settings.get("adapt"))
-    n_workers = adapt[0] if adapt else int(settings.get("n-workers", 2))
-    if n_workers < 0:
-        raise PipelineError(f"n-workers must be 0 or more, not {n_workers}")
+    settings = section(KubernetesSettings, settings)
+    n_workers = settings.adapt[0] if settings.adapt else settings.n_workers
     env, env_from = environment(settings, environ)
-    threads = int(settings.get("threads-per-worker", 1))
     spec = make_cluster_spec(
         name=name,
-        image=settings["image"],
+        image=settings.image,
         n_workers=n_workers,
-        worker_command=["dask", "worker", "--nthreads", str(threads), "--memory-limit",
-                        str(settings.get("worker-memory-limit") or "auto")],
-        idle_timeout=int(parse_timedelta(settings.get("idle-timeout") or 0)),
+        worker_command=["dask", "worker", "--nthreads", str(settings.threads_per_worker), "--memory-limit",
+                        settings.worker_memory_limit],
+        idle_timeout=settings.idle_timeout,
     )
     labels = {**LABELS, "posts-pipeline/cluster": name}
     spec["metadata"]["labels"] = dict(labels)
@@ -154,10 +131,9 @@ def cluster_spec(settings: dict, name: str, owner: dict | None = None, environ: 
     # The image has the `dask` command only (no dask-scheduler/dask-worker shims).
     scheduler["spec"]["containers"][0]["args"] = ["dask", "scheduler", "--host", "0.0.0.0"]
     _harden(worker["spec"], worker["spec"]["containers"][0], settings, env, env_from,
-            settings.get("worker-resources") or {}, {**labels, "app.kubernetes.io/component": "dask-worker"}, worker)
+            settings.worker_resources, {**labels, "app.kubernetes.io/component": "dask-worker"}, worker)
     _harden(scheduler["spec"], scheduler["spec"]["containers"][0], settings, env, env_from,
-            settings.get("scheduler-resources") or {}, {**labels, "app.kubernetes.io/component": "dask-scheduler"},
-            scheduler)
+            settings.scheduler_resources, {**labels, "app.kubernetes.io/component": "dask-scheduler"}, scheduler)
     return spec
 
 
@@ -394,7 +370,7 @@ class Started:
         delete_and_wait(self.api, self.name, self.namespace, timeout=20)
 
 
-def start(settings: dict) -> Started:
+def start(settings: KubernetesSettings | Mapping) -> Started:
     """Create the DaskCluster for the ``cluster.kubernetes`` settings and connect a ``KubeCluster`` to it.
 
     Bounded by ``start-timeout``; on any failure or interruption the DaskCluster is deleted before raising.
@@ -402,13 +378,11 @@ def start(settings: dict) -> Started:
     from kubernetes.client.rest import ApiException
     from urllib3.exceptions import HTTPError
 
-    if not settings.get("image"):
-        raise PipelineError("cluster.kubernetes.image is needed (the posts-pipeline image the workers run)")
-    adapt = parse_adapt(settings.get("adapt"))
-    timeout = parse_timedelta(settings.get("start-timeout") or "5m")
-    name = cluster_name(settings.get("name") or "posts-{uuid}")
+    settings = section(KubernetesSettings, settings)
+    adapt, timeout = settings.adapt, settings.start_timeout
+    name = cluster_name(settings.name)
     api = Api()
-    namespace = settings.get("namespace") or api.default_namespace()
+    namespace = settings.namespace or api.default_namespace()
     spec = cluster_spec(settings, name, owner=owner_reference() if api.in_cluster else None)
     t0 = time.monotonic()
     try:
@@ -418,7 +392,7 @@ def start(settings: dict) -> Started:
     except (HTTPError, OSError) as e:
         raise PipelineError(f"cannot reach the Kubernetes API: {e}") from None
     workers = spec["spec"]["worker"]["replicas"]
-    log.info("DaskCluster %s created in namespace %s (image %s, %s)", name, namespace, settings["image"],
+    log.info("DaskCluster %s created in namespace %s (image %s, %s)", name, namespace, settings.image,
              f"adaptive {adapt[0]}:{adapt[1]} workers" if adapt else f"{workers} workers")
     started = Started(api, name, namespace)
     try:

@@ -33,6 +33,7 @@ from distributed import Client, get_task_stream, progress
 from pipeline import analytics, clean, cluster, config, duplicates, model, parse, questions, read, report, sites
 from pipeline.errors import PipelineError
 from pipeline.output import RunDirectory, part_file, write_parquet
+from pipeline.settings import load as load_settings
 
 log = logging.getLogger(__name__)
 
@@ -377,14 +378,17 @@ def _visualize(filename: str, *collections) -> None:
 
 def run(inputs: list[str] | str | None = None, output: str | None = None) -> report.Report:
     """The whole job with the current configuration; usable from a notebook as from the CLI."""
+    settings = load_settings()  # every option checked before an input is listed or a cluster starts
     inputs = inputs or config.get("input")
     output = output or config.get("output")
     if not inputs or not output:
         raise PipelineError("an input (--input PATH_OR_URL) and an output (--output DIR_OR_URL) are needed")
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
     storage_options = config.get("storage-options")
-    log.info("input %s → output %s (storage options %s)", ", ".join(inputs), output, config.redacted(storage_options))
+    log.info("input %s → output %s (storage options %s)", ", ".join(map(config.redacted_url, inputs)),
+             config.redacted_url(output), config.redacted(storage_options))
     files = read.expand(inputs, storage_options)  # listed once, and a missing input fails before a cluster starts
+    settings.check_blocks(len(read.blocks(files, settings.blocksize)), sum(files.values()))
     out = RunDirectory(output, storage_options, overwrite=config.get("overwrite"))
     try:
         with cluster.connect(

@@ -7,9 +7,12 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
+from pipeline import cli as pipeline_cli, cluster, kubernetes, read
 from pipeline.cli import main
 
 COMMAND = [sys.executable, "-m", "pipeline"]
@@ -18,6 +21,124 @@ COMMAND = [sys.executable, "-m", "pipeline"]
 def cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
     return subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+def assert_one_line_error(done: subprocess.CompletedProcess, message: str) -> None:
+    """Exit 2, and stderr is the one line that says what to fix (no traceback, no log line before it)."""
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("posts-pipeline: error: "), done.stderr
+    assert "Traceback" not in done.stderr
+    assert message in done.stderr, done.stderr
+
+
+# A bad option, variable or config value: (run arguments, environment, config file text, message).
+BAD_SETTINGS = {
+    "n-workers 0": (["--n-workers", "0"], {}, None,
+                    "cluster.local.n-workers must be an integer ≥ 1, not 0 (from --n-workers)"),
+    "n-workers -1": (["--n-workers", "-1"], {}, None, "cluster.local.n-workers must be an integer ≥ 1, not -1"),
+    "n-workers abc": (["--n-workers", "abc"], {}, None, "cluster.local.n-workers must be an integer ≥ 1, not 'abc'"),
+    "n-workers 100": (["--n-workers", "100"], {}, None, "cluster.local.n-workers must be an integer from 1 to"),
+    "blocksize abc": (["--blocksize", "abc"], {}, None, "blocksize must be a size such as 16MiB, at least 64KiB, "
+                                                         "not 'abc' (from --blocksize)"),
+    "blocksize 0": (["--blocksize", "0"], {}, None, "at least 64KiB, not '0'"),
+    "blocksize 1B": (["--blocksize", "1B"], {}, None, "at least 64KiB, not '1B'"),
+    "memory-limit abc": (["--memory-limit", "abc"], {}, None, "cluster.local.memory-limit must be 'auto', 0 (no limit) "
+                                                             "or a size such as 4GiB"),
+    "test-size 0": (["--test-size", "0"], {}, None, "classifier.test-size must be a number in (0, 1), not 0.0"),
+    "test-size -1": (["--test-size", "-1"], {}, None, "classifier.test-size must be a number in (0, 1), not -1.0"),
+    "test-size nan": (["--test-size", "nan"], {}, None, "classifier.test-size must be a number in (0, 1), not nan"),
+    "test-size 1": (["--test-size", "1"], {}, None, "classifier.test-size must be a number in (0, 1), not 1.0"),
+    "test-size 2": (["--test-size", "2"], {}, None, "classifier.test-size must be a number in (0, 1), not 2.0"),
+    "random-state -1": (["--random-state", "-1"], {}, None, "classifier.random-state must be an integer from 0 to "
+                                                           "4294967295, not -1 (from --random-state)"),
+    "progress yes (file)": ([], {}, 'progress: "yes"', "progress must be one of auto, true, false, not 'yes' "
+                                                       "(from config file"),
+    "progress yes (env)": ([], {"POSTS_PIPELINE__PROGRESS": "yes"}, None, "not 'yes' (from POSTS_PIPELINE__PROGRESS)"),
+    "html-parser": (["--html-parser", "nosuch"], {}, None, "clean.html-parser must be one of fast, bs4, not 'nosuch' "
+                                                         "(from --html-parser)"),
+    "html-parser (file)": ([], {}, "clean:\n    html-parser: lxml", "clean.html-parser must be one of fast, bs4, "
+                                                                   "not 'lxml' (from config file"),
+    "classifier tags alike": (["--classifier-tags", "python", "python"], {}, None,
+                              "classifier.tags must be a list of 2 different strings, not ['python', 'python']"),
+    "classifier tags one": ([], {}, "classifier:\n    tags: [python]", "classifier.tags must be a list of 2 different "
+                                                                       "strings, not ['python'] (from config file"),
+    "classifier tags env": ([], {"POSTS_PIPELINE__CLASSIFIER__TAGS": "python"}, None,
+                            "not 'python' (from POSTS_PIPELINE__CLASSIFIER__TAGS)"),
+    "env n-workers": ([], {"POSTS_PIPELINE__CLUSTER__LOCAL__N_WORKERS": "abc"}, None,
+                      "cluster.local.n-workers must be an integer ≥ 1, not 'abc' "
+                      "(from POSTS_PIPELINE__CLUSTER__LOCAL__N_WORKERS)"),
+    "env blocksize": ([], {"POSTS_PIPELINE__BLOCKSIZE": "abc"}, None, "not 'abc' (from POSTS_PIPELINE__BLOCKSIZE)"),
+    "env test-size": ([], {"POSTS_PIPELINE__CLASSIFIER__TEST_SIZE": "nan"}, None,
+                      "not 'nan' (from POSTS_PIPELINE__CLASSIFIER__TEST_SIZE)"),
+    "env connect-timeout": ([], {"POSTS_PIPELINE__CLUSTER__CONNECT_TIMEOUT": "abc"}, None,
+                            "cluster.connect-timeout must be a duration such as 30s or 2m, not 'abc'"),
+    "unknown key": ([], {}, "cluster:\n    local:\n      n-worker: 3", "cluster.local.n-worker is not a setting"),
+    "cluster kind": (["--cluster", "cloud"], {}, None, "cluster.kind must be one of local, scheduler, kubernetes, "
+                                                     "not 'cloud' (from --cluster)"),
+    "scheduler without address": (["--cluster", "scheduler"], {}, None, "give --scheduler tcp://host:8786"),
+    "kubernetes, bad parser": (["--cluster", "kubernetes", "--html-parser", "nosuch"], {}, None,
+                               "clean.html-parser must be one of fast, bs4, not 'nosuch'"),
+}
+
+
+def _bad_run(tmp_path: Path, args: list, config_text: str | None) -> list[str]:
+    """Arguments of a run whose input does not exist: a settings error must come before the listing says so."""
+    extra = []
+    if config_text:
+        (tmp_path / "bad.yaml").write_text(f"posts-pipeline:\n  {config_text}\n")
+        extra = ["--config", str(tmp_path / "bad.yaml")]
+    return ["run", "-v", "-i", str(tmp_path / "missing.xml"), "-o", str(tmp_path / "runs" / "out"), *extra, *args]
+
+
+@pytest.mark.parametrize("case", BAD_SETTINGS)
+def test_a_bad_setting_is_one_line_before_anything_starts(case, tmp_path):
+    args, env, config_text, message = BAD_SETTINGS[case]
+    started = time.monotonic()
+    done = cli(*_bad_run(tmp_path, args, config_text), env=env, timeout=60)
+    assert_one_line_error(done, message)  # with -v: no "input …" or "dashboard" line, so nothing ran
+    assert not (tmp_path / "runs").exists()  # no output directory, not even its parent
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.parametrize("case", BAD_SETTINGS)
+def test_a_bad_setting_starts_nothing(case, tmp_path, monkeypatch, capsys):
+    """The same cases in process: no input listed, no fork server, no LocalCluster, no DaskCluster."""
+    def started(*args, **kwargs):
+        raise AssertionError("started before the settings were checked")
+
+    for module, name in [(read, "expand"), (cluster, "prepare_local"), (cluster, "LocalCluster"),
+                         (kubernetes, "start"), (kubernetes, "Api")]:
+        monkeypatch.setattr(module, name, started)
+    args, env, config_text, message = BAD_SETTINGS[case]
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(_bad_run(tmp_path, args, config_text)) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"POSTS_PIPELINE__CLUSTER__LOCAL__N_WORKERS": "abc"},
+     "cluster.local.n-workers must be an integer ≥ 1, not 'abc' (from POSTS_PIPELINE__CLUSTER__LOCAL__N_WORKERS)"),
+    ({"POSTS_PIPELINE__PROGRESS": "yes"}, "progress must be one of auto, true, false, not 'yes'"),
+])
+def test_config_complains_about_a_bad_value(env, message):
+    done = cli("config", env=env)
+    assert_one_line_error(done, message)
+    assert done.stdout == ""
+
+
+@pytest.mark.cluster
+def test_a_local_cluster_that_cannot_start_its_workers_is_one_line(posts, tmp_path):
+    """Workers that do not start within cluster.connect-timeout end the run with a line, not a hang."""
+    slow = tmp_path / "slow.yaml"
+    slow.write_text("posts-pipeline:\n  cluster:\n    connect-timeout: 0.2s\n    local:\n      start-method: spawn\n")
+    started = time.monotonic()
+    done = cli("run", "--quiet", "-c", str(slow), "-i", posts, "-o", str(tmp_path / "runs" / "out"), "--n-workers", "2",
+               timeout=120)
+    assert_one_line_error(done, "the embedded LocalCluster could not start its 2 workers within 0.2 s")
+    assert time.monotonic() - started < 60
+    assert not (tmp_path / "runs" / "out").exists() and list((tmp_path / "runs").iterdir()) == []
 
 
 @pytest.mark.parametrize("args", [[], ["run"], ["generate"], ["config"]])
@@ -89,16 +210,79 @@ def test_visualize_writes_the_task_graph(posts, tmp_path):
 
 
 @pytest.mark.cluster
-def test_sigterm_stops_the_run_and_removes_partial_output(posts, tmp_path):
-    """Kubernetes stops a job's pod with SIGTERM: the run must unwind, not leave half a result."""
+@pytest.mark.parametrize("signum, to_group, code", [
+    (signal.SIGINT, True, 130),  # Ctrl-C: the terminal signals the whole process group, workers included
+    (signal.SIGTERM, False, 143),  # Kubernetes stopping the pod: the driver alone
+])
+def test_a_signal_stops_the_run_with_one_line_and_no_partial_output(posts, tmp_path, signum, to_group, code):
     out = tmp_path / "runs" / "stopped"
-    process = subprocess.Popen([*COMMAND, "run", "-i", posts, "-o", str(out), "--blocksize", "256KiB"],
-                               stderr=subprocess.PIPE, text=True)
-    for line in process.stderr:
-        if "pass 1" in line:
-            process.send_signal(signal.SIGTERM)
-            break
-    rest = process.stderr.read()
-    assert process.wait(timeout=120) == 130
-    assert "interrupted; partial output removed" in rest
-    assert list((tmp_path / "runs").iterdir()) == []
+    process = subprocess.Popen([*COMMAND, "run", "--quiet", "-i", posts, "-o", str(out), "--blocksize", "256KiB",
+                                "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        # Pass 1 runs once the first block's questions are written to the staging directory.
+        while not list((tmp_path / "runs").glob(".stopped.partial-*/questions/part.*.parquet")):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        os.killpg(process.pid, signum) if to_group else process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == code
+    assert stderr == "posts-pipeline: interrupted; partial output removed\n"
+    assert stdout == ""
+    assert list((tmp_path / "runs").iterdir()) == []  # neither the run nor its staging directory
+
+
+@pytest.mark.s3
+def test_passwords_in_urls_are_never_shown(s3, posts, tmp_path):
+    """user:password@ in the S3 endpoint, an input or an output URL: in no line printed or logged, no file."""
+    fs = s3.filesystem()
+    fs.mkdir("secrets")
+    fs.put(posts, "secrets/Posts.xml")
+    password = "hunter2-pw"
+    with_password = s3.endpoint.replace("http://", f"http://admin:{password}@")
+    runs = [
+        # S3 clients cannot use them: refused up front, in words without the password.
+        (["run", "-i", "s3://secrets/Posts.xml", "-o", "s3://secrets/runs/a"],
+         {"POSTS_PIPELINE__STORAGE_OPTIONS__ENDPOINT_URL": with_password}, "endpoint_url http://***@127.0.0.1"),
+        (["config"], {"POSTS_PIPELINE__STORAGE_OPTIONS__ENDPOINT_URL": with_password}, "carries a user and password"),
+        (["run", "-i", f"s3://admin:{password}@secrets/Posts.xml", "-o", "s3://secrets/runs/b"], {},
+         "input: s3://***@secrets/Posts.xml carries a user and password"),
+        (["run", "-i", "s3://secrets/Posts.xml", "-o", f"s3://admin:{password}@secrets/runs/c"], {},
+         "output: s3://***@secrets/runs/c carries"),
+        # HTTP takes them (basic auth): logged and reported without it (moto refuses the request).
+        (["run", "-i", f"{with_password}/secrets/Posts.xml", "-o", str(tmp_path / "runs" / "d")], {},
+         "no input file matches http://***@127.0.0.1"),
+    ]
+    for args, env, message in runs:
+        done = cli(*args, "-v", env=env, timeout=120)
+        assert message in done.stderr, done.stderr
+        assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+        assert password not in done.stdout + done.stderr, done.stderr
+    assert "input http://***@127.0.0.1" in done.stderr  # the run's own log line, redacted
+    written = [p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()]
+    written += [fs.cat(f) for f in fs.find("secrets")]
+    assert not any(password.encode() in data for data in written)
+    assert fs.find("secrets") == ["secrets/Posts.xml"]  # nothing was started
+
+
+def test_the_log_filter_redacts_every_handler_line(capsys):
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(pipeline_cli.config.RedactingFilter())
+    log = logging.getLogger("test-redaction")
+    log.addHandler(handler)
+    try:
+        log.warning("cannot reach %s", "http://admin:s3cr3t@host:9000")
+        try:
+            raise OSError("connect to https://u:s3cr3t@host failed")
+        except OSError:
+            log.exception("failed")
+    finally:
+        log.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert "s3cr3t" not in err and "cannot reach http://***@host:9000" in err and "https://***@host" in err

@@ -73,8 +73,28 @@ def test_missing_config_file():
         config.load("/nowhere.yaml")
 
 
-def test_redacted_hides_secrets_but_not_the_endpoint():
-    shown = config.redacted({"key": "AKIA", "secret": "s3cr3t", "token": "t", "endpoint_url": "http://x",
-                             "client_kwargs": {"aws_secret_access_key": "deep"}})
-    assert shown["endpoint_url"] == "http://x"
-    assert "AKIA" not in str(shown) and "s3cr3t" not in str(shown) and "deep" not in str(shown)
+def test_redacted_hides_secrets_and_passwords_in_urls():
+    shown = config.redacted({"key": "AKIA", "secret": "s3cr3t", "token": "t", "endpoint_url": "http://x:9000",
+                             "client_kwargs": {"aws_secret_access_key": "deep"},
+                             "input": ["s3://b/k", "http://admin:pw123@host:9000/Posts.xml"]})
+    assert shown["endpoint_url"] == "http://x:9000"  # the endpoint itself stays readable
+    assert shown["input"] == ["s3://b/k", "http://***@host:9000/Posts.xml"]
+    assert not any(s in str(shown) for s in ("AKIA", "s3cr3t", "deep", "pw123"))
+
+
+@pytest.mark.parametrize("url, shown", [
+    ("http://admin:secret@host:9000", "http://***@host:9000"),
+    ("https://user@host/path?q=1", "https://***@host/path?q=1"),
+    ("s3://KEY:SECRET@bucket/key", "s3://***@bucket/key"),
+    ("s3://bucket/key", "s3://bucket/key"),
+    ("http://host/a@b", "http://host/a@b"),  # an @ in the path is not userinfo
+    ("me@example.com", "me@example.com"),
+    (None, None),
+])
+def test_redacted_url(url, shown):
+    assert config.redacted_url(url) == shown
+
+
+def test_redacted_text_finds_every_url():
+    assert config.redacted_text("from http://a:b@h:1/x to s3://k:s@bucket/p, mail me@x.org") == \
+        "from http://***@h:1/x to s3://***@bucket/p, mail me@x.org"

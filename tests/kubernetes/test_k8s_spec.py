@@ -8,16 +8,18 @@ import json
 import pytest
 from kubernetes.client.rest import ApiException
 
-from pipeline import cli, config, kubernetes
+from pipeline import cli, config, kubernetes, settings as pipeline_settings
 from pipeline.errors import PipelineError
+from pipeline.settings import KubernetesSettings
 
 from support import chart as check  # the offline checks of `make chart-lint`
 
 
-def settings(**over) -> dict:
+def settings(**over) -> KubernetesSettings:
+    """The cluster.kubernetes settings with ``over`` (kebab keys) applied, checked as a run checks them."""
     s = dict(config.get("cluster.kubernetes"))
     s.update(over)
-    return s
+    return pipeline_settings.section(KubernetesSettings, s)
 
 
 def pods_of(spec: dict) -> dict:
@@ -82,17 +84,32 @@ def test_credentials_only_by_reference():
         env = {e["name"]: e for e in c["env"]}
         assert env["POSTS_PIPELINE__STORAGE_OPTIONS__ENDPOINT_URL"]["value"] == "http://s3.test:5000"
         assert env["EXTRA_TOKEN"] == {"name": "EXTRA_TOKEN", "valueFrom": {"secretKeyRef": {"name": "tok", "key": "value"}}}
-        assert all("value" not in e for e in c["env"] if kubernetes.SECRET_NAME.search(e["name"]))
+        assert all("value" not in e for e in c["env"] if pipeline_settings.SECRET_NAME.search(e["name"]))
 
 
 @pytest.mark.parametrize("over", [
-    {"env": {"AWS_SECRET_ACCESS_KEY": "literal"}},
-    {"env": {"DB_PASSWORD": "literal"}},
+    {"env": {"AWS_SECRET_ACCESS_KEY": "s3cr3t-value"}},
+    {"env": {"DB_PASSWORD": "s3cr3t-value"}},
     {"forward-env": ["AWS_SECRET_ACCESS_KEY"]},
 ])
-def test_literal_credentials_are_refused(over):
-    with pytest.raises(PipelineError, match="looks like a credential.*Secret"):
-        kubernetes.cluster_spec(settings(**over), "posts-abc", environ={"AWS_SECRET_ACCESS_KEY": "x"})
+def test_literal_credentials_are_refused_with_the_settings(over):
+    with pytest.raises(PipelineError, match="looks like a credential.*Secret") as refused:
+        settings(**over)
+    assert "s3cr3t-value" not in str(refused.value)  # the value itself is never shown
+
+
+def test_a_forwarded_url_with_a_password_is_refused():
+    environ = {"POSTS_PIPELINE__STORAGE_OPTIONS__ENDPOINT_URL": "http://admin:hunter2@s3.test:5000"}
+    with pytest.raises(PipelineError, match="URL with a user and password.*secret-env") as refused:
+        kubernetes.cluster_spec(settings(), "posts-abc", environ=environ)
+    assert "hunter2" not in str(refused.value)
+
+
+def test_the_spec_takes_the_configs_mapping_checked_the_same_way():
+    """helm/check.py passes the chart's config as a mapping: it is checked like a run's."""
+    raw = {**config.get("cluster.kubernetes"), "threads-per-worker": 0}
+    with pytest.raises(PipelineError, match="cluster.kubernetes.threads-per-worker must be an integer ≥ 1, not 0"):
+        kubernetes.cluster_spec(raw, "posts-abc", environ={})
 
 
 def test_owner_reference_from_the_driver_pod():
@@ -106,19 +123,21 @@ def test_adapt_and_idle_timeout():
     spec = kubernetes.cluster_spec(settings(adapt="2:5", **{"idle-timeout": "10m"}), "posts-abc", environ={})
     assert spec["spec"]["worker"]["replicas"] == 2
     assert spec["spec"]["idleTimeout"] == 600
-    assert kubernetes.parse_adapt(None) is None and kubernetes.parse_adapt(" 0 : 3 ") == (0, 3)
+    assert settings(adapt=None).adapt is None and settings(adapt=" 0 : 3 ").adapt == (0, 3)
     for bad in ("3", "4:2", "0:0", "a:b"):
-        with pytest.raises(PipelineError, match="MIN:MAX"):
-            kubernetes.parse_adapt(bad)
+        with pytest.raises(PipelineError, match=f"cluster.kubernetes.adapt must be MIN:MAX.*not '{bad}'"):
+            settings(adapt=bad)
 
 
 def test_cluster_names_are_unique_and_valid():
     names = {kubernetes.cluster_name("posts-{uuid}") for _ in range(20)}
-    assert len(names) == 20 and all(kubernetes.NAME_RE.match(n) for n in names)
+    assert len(names) == 20 and all(pipeline_settings.CLUSTER_NAME.match(n) for n in names)
     fixed = kubernetes.cluster_name("My_Run")
-    assert fixed.startswith("my-run-") and kubernetes.NAME_RE.match(fixed)
+    assert fixed.startswith("my-run-") and pipeline_settings.CLUSTER_NAME.match(fixed)
     with pytest.raises(PipelineError, match="at most 40"):
         kubernetes.cluster_name("x" * 50 + "-{uuid}")
+    with pytest.raises(PipelineError, match="cluster.kubernetes.name must be .*at most 40"):
+        settings(name="x" * 50 + "-{uuid}")  # refused with the settings, before anything is created
 
 
 def test_cli_flags_reach_the_kubernetes_settings():
@@ -126,9 +145,9 @@ def test_cli_flags_reach_the_kubernetes_settings():
                                     "--kube-workers", "3", "--adapt", "1:3", "--env-from-secret", "a",
                                     "--env-from-secret", "b", "--start-timeout", "90s", "--idle-timeout", "5m"])
     config.load(flags={key: getattr(args, dest) for dest, key in cli.RUN_SETTINGS.items()}, environ={})
-    k = config.get("cluster.kubernetes")
-    assert (k["image"], k["namespace"], k["n-workers"], k["adapt"]) == ("reg/posts:1", "ns", 3, "1:3")
-    assert (k["env-from-secrets"], k["start-timeout"], k["idle-timeout"]) == (["a", "b"], "90s", "5m")
+    k = pipeline_settings.load().cluster.kubernetes
+    assert (k.image, k.namespace, k.n_workers, k.adapt) == ("reg/posts:1", "ns", 3, (1, 3))
+    assert (k.env_from_secrets, k.start_timeout, k.idle_timeout) == (("a", "b"), 90, 300)
     assert config.get("cluster.kind") == "kubernetes"
 
 
@@ -232,8 +251,8 @@ def test_interrupted_start_deletes_the_daskcluster(monkeypatch):
 
 
 def test_missing_image_setting():
-    with pytest.raises(PipelineError, match="image is needed"):
-        kubernetes.start(settings(image=""))
+    with pytest.raises(PipelineError, match="cluster.kubernetes.image must be a non-empty string, not ''"):
+        settings(image="")
 
 
 def test_connect_deletes_the_cluster_when_the_versions_differ(monkeypatch):

@@ -1,0 +1,36 @@
+"""On the kind cluster (`make e2e-k8s`): a bad setting with --cluster kubernetes fails in one line and
+creates no DaskCluster — the settings are checked before the driver talks to the Kubernetes API.
+
+Not run where there is no kind cluster (it has not been run by its author yet: the lead runs it with
+`make kind-up` and `-m kind`). Uses the end-to-end module's fixtures: the operator installed (so
+that the DaskCluster resource type exists and a created one would be seen) and a restricted namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pytest
+from test_k8s_e2e import REPO, daskclusters, images, k, kubeconfig, operator  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.kind
+
+
+def test_a_bad_html_parser_creates_no_daskcluster(k, tmp_path):  # noqa: F811 - the fixture imported above
+    assert daskclusters(k) == []
+    env = {**os.environ, "KUBECONFIG": k.kubeconfig, "POSTS_PIPELINE__CLEAN__HTML_PARSER": "nosuch"}
+    started = time.monotonic()
+    done = subprocess.run([str(REPO / ".venv" / "bin" / "posts-pipeline"), "run", "-v", "--cluster", "kubernetes",
+                           "--namespace", k.namespace, "--image", "posts-pipeline:latest",
+                           "-i", "s3://posts/Posts.xml", "-o", str(tmp_path / "runs" / "bad")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == ("posts-pipeline: error: clean.html-parser must be one of fast, bs4, not 'nosuch' "
+                           "(from POSTS_PIPELINE__CLEAN__HTML_PARSER)\n")  # with -v: no "DaskCluster … created" line
+    assert time.monotonic() - started < 60
+    assert daskclusters(k) == []
+    events = k.json("get", "events")["items"]
+    assert not [e for e in events if e["involvedObject"].get("kind") == "DaskCluster"]
+    assert not (tmp_path / "runs").exists()
