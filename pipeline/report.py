@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from urllib.parse import quote
 
+from pipeline import config
 from pipeline.model import Classifier
 from pipeline.output import site_file
 
@@ -34,7 +35,7 @@ def versions() -> dict:
 
 def shown_url(url: str) -> str:
     """An input or output URL as reports show it: the one place where anything secret in it is taken out."""
-    return url
+    return config.redacted_url(url)
 
 
 @dataclass
