@@ -60,8 +60,12 @@ for crd in daskclusters daskworkergroups daskjobs daskautoscalers; do
 done
 
 # 2. The operator (CRDs skipped: applied above, and Helm never upgrades CRDs itself).
-#    Its pod meets the restricted Pod Security Standard.
-"$HELM" upgrade --install "$RELEASE" "$CHART" --namespace "$NAMESPACE" --create-namespace --skip-crds \
+#    The shipped Chart.yaml says version 0.0.1-set.by.chartpress, appVersion 2022.4.1 (dask-kubernetes' release
+#    tooling fills them in only for the published chart): package it as the installed dask-kubernetes version,
+#    so `helm list` says which operator runs. Its pod meets the restricted Pod Security Standard.
+PACKAGED=$(mktemp -d); trap 'rm -rf "$PACKAGED"' EXIT
+"$HELM" package "$CHART" --version "$VERSION" --app-version "$VERSION" --destination "$PACKAGED" >/dev/null
+"$HELM" upgrade --install "$RELEASE" "$PACKAGED"/*.tgz --namespace "$NAMESPACE" --create-namespace --skip-crds \
   --set image.name="$IMAGE" --set image.tag="$TAG" --set image.pullPolicy=IfNotPresent \
   --set podSecurityContext.runAsNonRoot=true --set podSecurityContext.seccompProfile.type=RuntimeDefault \
   --set resources.requests.cpu=50m --set resources.requests.memory=128Mi \

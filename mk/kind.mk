@@ -1,7 +1,7 @@
 # kind cluster for the Kubernetes tests (issue 6). Everything slow is built by
 # hack/kind/*.sh into $(POSTS_PIPELINE_CACHE) (default /var/cache/posts-pipeline),
 # keyed by version, so a second run (even from a fresh clone) rebuilds nothing.
-.PHONY: kind-up kind-down e2e-kind
+.PHONY: kind-up kind-down e2e-kind kind-demo kind-demo-down
 
 KIND_KUBECONFIG := $(CURDIR)/.tools/kubeconfig
 
@@ -10,6 +10,13 @@ kind-up: ## build or reuse the kind toolchain and node image, create the kind cl
 
 kind-down: ## delete the kind cluster
 	bash hack/kind/down.sh
+
+# The Kubernetes path as a user takes it (helm/README.md), on the kind cluster: hack/kind/demo.sh.
+kind-demo: $(BIN)/.installed ## kind cluster, MinIO with generated credentials, a sample dump, helm install, one kubectl run followed to its end
+	bash hack/kind/demo.sh
+
+kind-demo-down: ## remove what kind-demo created (its namespace; the operator if it installed it), not the cluster
+	bash hack/kind/demo-down.sh
 
 # The images are built (or found up to date) first, so that kind-up loads the current ones.
 e2e-kind: $(BIN)/.installed ## images, kind cluster, then the Kubernetes tests: smoke (tests/kind) and end to end (tests/kubernetes)
