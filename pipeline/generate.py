@@ -216,7 +216,7 @@ class _Writer:
         """How much of a text is about its topic: often a little, sometimes nothing, now and then a lot."""
         if topic is None or self.rng.random() < 0.1:
             return 0.0
-        return min(0.5, self.rng.expovariate(1 / 0.12))
+        return min(0.5, self.rng.expovariate(1 / 0.16))
 
     def text(self, n: int, topic: str | None, share: float) -> str:
         """``n`` words in sentences."""
