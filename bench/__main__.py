@@ -34,7 +34,8 @@ from bench.measure import PeakRSS
 
 # name → the module a method runs as (None: ours, the posts-pipeline command), and what it needs. ours-api is
 # pipeline.run.run from Python with the fork server started before its clock (bench/ours.py): in-process.
-METHODS = {"ours": None, "ours-api": "bench.ours", "polars": "bench.polars_job", "pandas": "bench.fast_pandas", "duckdb": "bench.duckdb_job",
+METHODS = {"ours": None, "ours-api": "bench.ours", "polars": "bench.polars_job", "pandas": "bench.fast_pandas",
+           "duckdb": "bench.duckdb_job",
            "blog": "bench.blog", "spark": "bench.spark_job"}
 NEEDS = {"polars": ["polars"], "duckdb": ["duckdb"], "spark": ["pyspark"]}
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json")
@@ -124,7 +125,8 @@ def agreement(results: dict[str, dict], tolerance: float) -> dict:
         "questions_equal": all(r["questions"] == mine["questions"] for r in results.values()),
         "cooccurrence_equal": all(r["cooccurrence"] == mine["cooccurrence"] for r in results.values()),
         "accuracies": {name: round(r["accuracy"], 4) for name, r in results.items()},
-        f"accuracy_within_{tolerance}": all(abs(r["accuracy"] - mine["accuracy"]) <= tolerance for r in results.values()),
+        f"accuracy_within_{tolerance}": all(abs(r["accuracy"] - mine["accuracy"]) <= tolerance
+                                            for r in results.values()),
     }
     checks["ok"] = all(v for k, v in checks.items() if k != "accuracies")
     if not checks["ok"]:
@@ -133,7 +135,8 @@ def agreement(results: dict[str, dict], tolerance: float) -> dict:
                    "cooccurrence": {t: (r["cooccurrence"].get(t), mine["cooccurrence"].get(t))
                                     for t in set(r["cooccurrence"]) | set(mine["cooccurrence"])
                                     if r["cooccurrence"].get(t) != mine["cooccurrence"].get(t)}}
-            for name, r in results.items() if r["questions"] != mine["questions"] or r["cooccurrence"] != mine["cooccurrence"]}
+            for name, r in results.items()
+            if r["questions"] != mine["questions"] or r["cooccurrence"] != mine["cooccurrence"]}
     return checks
 
 
@@ -162,8 +165,8 @@ def machine() -> dict:
         "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1), "python": platform.python_version(),
         "load_average_at_start": os.getloadavg(), "java": java,
-        "versions": {m: getattr(__import__(m), "__version__", None) for m in ("dask", "distributed", "pyarrow", "polars",
-                                                                            "pyspark", "duckdb")
+        "versions": {m: getattr(__import__(m), "__version__", None)
+                     for m in ("dask", "distributed", "pyarrow", "polars", "pyspark", "duckdb")
                      if importlib.util.find_spec(m)},
         "openblas_env": {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")},
         "blas": [{k: i.get(k) for k in ("internal_api", "version", "num_threads")} for i in threadpool_info()],
@@ -224,7 +227,8 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = whole_process(name, path, args.tag, args.labels)
             print(f"round {i + 1}: {name} {results[name]['wall']:.2f} s", file=sys.stderr, flush=True)
         report["per_round"].append({"order": order, "agreement": agreement(results, args.accuracy_tolerance),
-                                    **{n: {k: v for k, v in r.items() if k != "cooccurrence"} for n, r in results.items()}})
+                                    **{n: {k: v for k, v in r.items() if k != "cooccurrence"}
+                                       for n, r in results.items()}})
     finish(report, names, path, args.limits)
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
     with open(args.output, "w") as f:

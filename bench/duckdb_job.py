@@ -17,7 +17,8 @@ from sklearn.model_selection import train_test_split
 
 from bench.measure import Result, Stages, main
 
-ENTITIES = [("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#xA;", "\n"), ("&#xD;", "\r"), ("&#39;", "'"), ("&amp;", "&")]
+ENTITIES = [("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#xA;", "\n"), ("&#xD;", "\r"), ("&#39;", "'"),
+            ("&amp;", "&")]
 
 
 def unescape(sql: str) -> str:

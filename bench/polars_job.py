@@ -20,7 +20,8 @@ from sklearn.model_selection import train_test_split
 
 from bench.measure import Result, Stages, main
 
-ENTITIES = [("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#xA;", "\n"), ("&#xD;", "\r"), ("&#39;", "'"), ("&amp;", "&")]
+ENTITIES = [("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#xA;", "\n"), ("&#xD;", "\r"), ("&#39;", "'"),
+            ("&amp;", "&")]
 
 
 def attribute(name: str) -> pl.Expr:
@@ -59,7 +60,8 @@ def run(path: str, tag: str = "python", labels: tuple[str, str] = ("python", "r"
         questions.group_by(pl.col("creation_date").dt.year()).len()
     with stages("classifier"):
         first, second = labels
-        labelled = (questions.with_columns(a=pl.col("tags").list.contains(first), b=pl.col("tags").list.contains(second))
+        labelled = (questions
+                    .with_columns(a=pl.col("tags").list.contains(first), b=pl.col("tags").list.contains(second))
                     .filter(pl.col("a") != pl.col("b")))
         y = labelled["b"].cast(pl.Int8).to_numpy()  # 0 = first label, 1 = second
         x_train, x_test, y_train, y_test = train_test_split(labelled["text"].to_list(), y, test_size=0.2,

@@ -48,8 +48,10 @@ def run(path: str, tag: str = "python", labels: tuple[str, str] = ("python", "r"
                 n_questions = questions.count()
         with stages("analytics"):
             beside = questions.where(F.array_contains("tags", tag)).select(F.explode("tags").alias("tag"))
-            cooccurrence = {r["tag"]: r["count"] for r in beside.where(F.col("tag") != tag).groupBy("tag").count().collect()}
-            questions.select(F.explode("tags").alias("tag")).groupBy("tag").count().orderBy(F.desc("count")).limit(20).collect()
+            counted = beside.where(F.col("tag") != tag).groupBy("tag").count().collect()
+            cooccurrence = {r["tag"]: r["count"] for r in counted}
+            (questions.select(F.explode("tags").alias("tag")).groupBy("tag").count()
+             .orderBy(F.desc("count")).limit(20).collect())
             questions.groupBy(F.year("creation_date")).count().collect()
         with stages("classifier"):
             first, second = labels
@@ -60,7 +62,7 @@ def run(path: str, tag: str = "python", labels: tuple[str, str] = ("python", "r"
                 RegexTokenizer(inputCol="text", outputCol="words", pattern=r"\w\w+", gaps=False),
                 StopWordsRemover(inputCol="words", outputCol="kept"),
                 HashingTF(inputCol="kept", outputCol="features", numFeatures=2**20),
-                LogisticRegression(maxIter=20),
+                LogisticRegression(maxIter=50, regParam=0.01),
             ]).fit(train)
             accuracy = MulticlassClassificationEvaluator(metricName="accuracy").evaluate(model.transform(test))
     finally:

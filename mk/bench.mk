@@ -27,7 +27,7 @@ java:
 
 bench-env: $(BENCH_BIN)/.installed java ## .venv-bench: the project plus the peers (polars, pyspark, duckdb) and Java
 
-bench: bench-env ## whole-process benchmark of every method (SIZE=200MB ROUNDS=3; INPUT=real/Posts.xml): bench/results/latest.json
+bench: bench-env ## every method as a whole process (SIZE=200MB ROUNDS=3, or INPUT=Posts.xml): bench/results/latest.json
 	env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(BENCH_BIN)/python -m bench --size $(SIZE) --rounds $(ROUNDS) \
 	    $(if $(INPUT),--input $(INPUT)) $(BENCH_ARGS)
 

@@ -43,7 +43,8 @@ ENGLISH = tuple(dict.fromkeys(ENGLISH.split()))
 SYLLABLES = tuple(
     c + v for c in ("", "b", "c", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "w", "z",
                     "br", "ch", "st", "tr", "pl", "gr", "sh", "th") for v in ("a", "e", "i", "o", "u", "ar", "en"))
-NON_ASCII_WORDS = ("café", "naïve", "façade", "Zürich", "日本語", "données", "μ", "–", "emoji🙂", "Größe", "ñandú")
+NON_ASCII_WORDS = ("café", "naïve", "façade", "Zürich", "日本語", "données", "μ", "–", "emoji🙂",
+                   "Größe", "ñandú")
 TOPIC_WORDS = {
     "python": "python def import pandas numpy dict tuple lambda pip virtualenv django flask self print range len "
     "iterator generator decorator pytest asyncio comprehension none elif kwargs args init str int class module "
