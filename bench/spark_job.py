@@ -4,7 +4,8 @@
 the file once more); attributes arrive as ``_Name`` columns, already XML-decoded. Tags come from
 ``regexp_extract_all``, the analytics from ``explode``/``groupBy``; the text from a
 ``regexp_replace`` of the markup, then ``RegexTokenizer`` → ``StopWordsRemover`` → ``HashingTF``
-(2**20 features, like scikit-learn's) → ``LogisticRegression``, scored on a ``randomSplit``.
+(2**20 features) → ``Normalizer`` (unit length, as scikit-learn's HashingVectorizer gives) →
+``LogisticRegression`` (unstandardised, lightly regularised), scored on a ``randomSplit``.
 Needs Java 17 (``java`` on PATH).
 """
 
@@ -17,7 +18,7 @@ import tempfile
 from pyspark.ml import Pipeline
 from pyspark.ml.classification import LogisticRegression
 from pyspark.ml.evaluation import MulticlassClassificationEvaluator
-from pyspark.ml.feature import HashingTF, RegexTokenizer, StopWordsRemover
+from pyspark.ml.feature import HashingTF, Normalizer, RegexTokenizer, StopWordsRemover
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -61,8 +62,9 @@ def run(path: str, tag: str = "python", labels: tuple[str, str] = ("python", "r"
             model = Pipeline(stages=[
                 RegexTokenizer(inputCol="text", outputCol="words", pattern=r"\w\w+", gaps=False),
                 StopWordsRemover(inputCol="words", outputCol="kept"),
-                HashingTF(inputCol="kept", outputCol="features", numFeatures=2**20),
-                LogisticRegression(maxIter=50, regParam=0.01),
+                HashingTF(inputCol="kept", outputCol="counts", numFeatures=2**20),
+                Normalizer(inputCol="counts", outputCol="features", p=2.0),
+                LogisticRegression(maxIter=50, regParam=1e-4, standardization=False),
             ]).fit(train)
             accuracy = MulticlassClassificationEvaluator(metricName="accuracy").evaluate(model.transform(test))
     finally:
