@@ -128,7 +128,9 @@ def agreement(results: dict[str, dict], tolerance: float) -> dict:
         f"accuracy_within_{tolerance}": all(abs(r["accuracy"] - mine["accuracy"]) <= tolerance
                                             for r in results.values()),
     }
-    checks["ok"] = all(v for k, v in checks.items() if k != "accuracies")
+    checks["agrees"] = {name: r["questions"] == mine["questions"] and r["cooccurrence"] == mine["cooccurrence"]
+                        and abs(r["accuracy"] - mine["accuracy"]) <= tolerance for name, r in results.items()}
+    checks["ok"] = all(checks["agrees"].values())
     if not checks["ok"]:
         checks["differing"] = {
             name: {"questions": r["questions"],
@@ -205,12 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accuracy-tolerance", type=float, default=0.02,
                         help="largest accuracy difference from ours that counts as agreeing (default 0.02)")
     parser.add_argument("--smoke", action="store_true",
-                        help="a small generated file, one round, tolerance 0.08: the methods must agree (no timing)")
+                        help="a 10 MB generated file, one round: the methods must agree (no timing). Its ~150 test"
+                        " questions, split differently by each method, cannot resolve ±0.02: tolerance 0.12")
     parser.add_argument("--data-dir", default=data.DEFAULT_DIR, help="where generated inputs are cached")
     parser.add_argument("--output", default=RESULTS, help="the JSON results file")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.size, args.rounds, args.accuracy_tolerance = "6MB", 1, 0.08
+        args.size, args.rounds, args.accuracy_tolerance = "10MB", 1, 0.12
     names = args.methods.split(",")
     if "ours" not in names:
         parser.error("the methods must include ours: everything is compared with it")
@@ -247,12 +250,11 @@ def finish(report: dict, names: list[str], path: str, with_limits: bool) -> None
     report["questions"] = rounds[0]["ours"]["questions"]
     report["rows"] = rounds[0]["ours"]["rows"]
     report["ratios"], report["ratios_per_round"] = {}, {}
-    if report["agreement"]["ok"]:
-        for other in names:
-            if other != "ours":
-                per_round = [round(r[other]["wall"] / r["ours"]["wall"], 3) for r in rounds]
-                report["ratios_per_round"][other] = per_round
-                report["ratios"][other] = round(statistics.median(per_round), 3)
+    for other in names:  # a ratio only for a method whose answers agreed with ours in every round
+        if other != "ours" and all(r["agreement"]["agrees"][other] for r in rounds):
+            per_round = [round(r[other]["wall"] / r["ours"]["wall"], 3) for r in rounds]
+            report["ratios_per_round"][other] = per_round
+            report["ratios"][other] = round(statistics.median(per_round), 3)
     if with_limits:
         report["limits"] = {"rates": limits.measure(path)}
 

@@ -38,7 +38,7 @@ def test_every_method_agrees_with_ours_on_a_small_file(tmp_path):
     assert {"ours", "ours-api", "polars", "pandas", "duckdb", "blog"} <= ran, report["skipped"]
     for name, reason in report["skipped"].items():
         warnings.warn(f"bench smoke: {name} skipped: {reason}")
-    assert report["questions"] > 2000
+    assert report["questions"] > 3000
     assert set(report["ratios"]) == ran - {"ours"}
     phases = report["summary"]["ours"]["phases"]
     assert {"imports", "cluster start", "pass 1", "classifier", "shutdown"} <= set(phases), phases
