@@ -13,6 +13,7 @@ and ``score`` re-reads and re-parses the file.
 from __future__ import annotations
 
 import re
+import sys
 from contextlib import ExitStack
 import xml.etree.ElementTree as ET
 
@@ -28,7 +29,7 @@ from dask_ml.wrappers import Incremental
 from distributed import Client, LocalCluster, wait
 from sklearn.linear_model import SGDClassifier
 
-from bench.measure import Result, Stages
+from bench.measure import Result, Stages, main
 
 BLOCKSIZE = "32MiB"
 
@@ -97,3 +98,6 @@ def run(path: str, tag: str = "python", labels: tuple[str, str] = ("python", "r"
     return Result(stages=stages.seconds, questions=n_questions,
                   cooccurrence={k: int(v) for k, v in cooccurrence.items()}, accuracy=accuracy)
 
+
+if __name__ == "__main__":
+    sys.exit(main(run))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import sys
 import tempfile
 
 import pandas as pd
@@ -20,7 +21,7 @@ from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.linear_model import SGDClassifier
 from sklearn.model_selection import train_test_split
 
-from bench.measure import Result, Stages
+from bench.measure import Result, Stages, main
 
 ATTRIBUTE = re.compile(r'(\w+)="([^"]*)"')
 MARKUP = re.compile(r"<(script|style)\b.*?</\1\s*>|<!--.*?-->|<[^>]*>", re.DOTALL | re.IGNORECASE)
@@ -75,3 +76,7 @@ def run(path: str, tag: str = "python", labels: tuple[str, str] = ("python", "r"
         accuracy = float((classifier.predict(vectorizer.transform(x_test)) == y_test).mean())
     return Result(stages=stages.seconds, questions=len(df),
                   cooccurrence={k: int(v) for k, v in cooccurrence.items()}, accuracy=accuracy)
+
+
+if __name__ == "__main__":
+    sys.exit(main(run))

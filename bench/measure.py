@@ -10,28 +10,32 @@ import psutil
 
 
 class PeakRSS:
-    """Samples RSS of this process and all its descendants (Dask workers, nannies) every ``interval`` s.
+    """Samples RSS of a process (``root``, default this one) and all its descendants every ``interval`` s.
 
-    Records the peak of the sum (the tree) and the largest single child (a worker).
+    Records the peak of the sum (the tree) and the largest single process (a worker, a JVM).
     """
 
-    def __init__(self, interval: float = 0.05):
+    def __init__(self, root: int | None = None, interval: float = 0.05):
         self.interval = interval
+        self.root = psutil.Process(root)
         self.tree = 0
-        self.child = 0
+        self.largest = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> None:
-        me = psutil.Process()
-        total = me.memory_info().rss
-        for child in me.children(recursive=True):
+        total = 0
+        try:
+            processes = [self.root, *self.root.children(recursive=True)]
+        except psutil.Error:  # the root has exited
+            return
+        for process in processes:
             try:
-                rss = child.memory_info().rss
+                rss = process.memory_info().rss
             except psutil.Error:
                 continue
             total += rss
-            self.child = max(self.child, rss)
+            self.largest = max(self.largest, rss)
         self.tree = max(self.tree, total)
 
     def _run(self) -> None:
@@ -71,3 +75,26 @@ class Result(dict):
     (every tag beside the analytics tag → count), ``accuracy``; optionally ``wall``, the method's own
     wall seconds when it does checking work after the job that must not be timed.
     """
+
+
+def main(run) -> int:
+    """``python -m bench.<method> POSTS_XML --output RESULT.json [--tag T --labels A B]``: one run of a method.
+
+    The bench runs each method this way, timing the process from exec to exit; the result file
+    holds its answers (checked against the others) and its own in-process stage timings.
+    """
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("path")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--tag", default="python")
+    parser.add_argument("--labels", nargs=2, default=("python", "r"))
+    args = parser.parse_args()
+    start = time.perf_counter()
+    result = run(args.path, tag=args.tag, labels=tuple(args.labels))
+    result["total"] = result.pop("wall", None) or time.perf_counter() - start
+    with open(args.output, "w") as f:
+        json.dump(result, f)
+    return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from collections import Counter
@@ -10,18 +11,20 @@ from collections import Counter
 import dask.config
 import pyarrow.parquet as pq
 
-from bench.measure import Result
+from bench.measure import Result, main
 from pipeline import cluster
 from pipeline import config as pipeline_config
 from pipeline import run as pipeline_run
 
 
-def run(path: str, tag: str = "python", workers: int = 2, scheduler: str | None = None) -> Result:
+def run(path: str, tag: str = "python", labels: tuple[str, str] = ("python", "r"), workers: int = 2,
+        scheduler: str | None = None) -> Result:
     """The job with the default configuration on a new LocalCluster, or on ``scheduler``."""
     settings = {"posts-pipeline.cluster.kind": "scheduler", "posts-pipeline.cluster.scheduler-address": scheduler} if scheduler else {}
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "run")
         config = {"posts-pipeline.progress": False, "posts-pipeline.analytics.tag": tag,
+                  "posts-pipeline.classifier.tags": list(labels),
                   "posts-pipeline.cluster.local.n-workers": workers, **settings}
         with dask.config.set(config):
             # The fork server local workers start from imports what their tasks need: like the other
@@ -44,3 +47,7 @@ def run(path: str, tag: str = "python", workers: int = 2, scheduler: str | None 
                   accuracy=site.classifier.accuracy, report_top=site.analytics["cooccurrence"]["top"],
                   rows=report.counts["rows"], labelled=site.analytics["labelled_questions"],
                   compute_seconds_by_stage=report.compute_seconds_by_stage)
+
+
+if __name__ == "__main__":
+    sys.exit(main(run))

@@ -1,7 +1,8 @@
-"""The benchmark's smoke run (``make bench-smoke``): the three methods run and agree on a tiny file.
+"""The benchmark's smoke run (``make bench-smoke``): every method, each as its own process, agrees with ours.
 
-No time is asserted. ~100 test questions cannot resolve ±0.01 of accuracy, so the tolerance is
-0.05 here; the real benchmark keeps ±0.01.
+No time is asserted. The peers need the bench environment (.venv-bench: polars, pyspark, duckdb)
+and PySpark needs Java; the test builds the environment with ``make bench-env`` when it can, and
+only PySpark may then be skipped, by the bench and with its reason (no Java), which the test reports.
 """
 
 from __future__ import annotations
@@ -9,20 +10,35 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
+import warnings
+
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH_PYTHON = os.path.join(ROOT, ".venv-bench", "bin", "python")
 
 
-def test_bench_smoke_methods_agree(tmp_path):
+def bench_python() -> str:
+    """.venv-bench's Python, built first if it is not there (pip's cache makes that a minute or two)."""
+    made = subprocess.run(["make", "-s", "bench-env"], cwd=ROOT, capture_output=True, text=True, timeout=1200)
+    if made.returncode != 0:
+        pytest.skip(f"the bench environment could not be built (make bench-env): {made.stderr.strip()[-300:]}")
+    return BENCH_PYTHON
+
+
+def test_every_method_agrees_with_ours_on_a_small_file(tmp_path):
     out = tmp_path / "smoke.json"
-    command = [sys.executable, "-m", "bench", "--size", "2MB", "--rounds", "1", "--no-limits", "--shared-cluster",
-               "--accuracy-tolerance", "0.05", "--data-dir", str(tmp_path), "--output", str(out)]
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    command = [bench_python(), "-m", "bench", "--smoke", "--data-dir", str(tmp_path), "--output", str(out)]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
     report = json.loads(out.read_text())
     assert report["agreement"]["ok"], report["per_round"][0]["agreement"]
-    assert set(report["summary"]) == {"blog", "pandas", "ours"}
-    assert report["questions"] > 500
-    assert report["ratio_vs_blog"] > 0 and report["ratio_vs_pandas"] > 0
-    assert "ratio_vs_blog" in report["ratios"] and len(report["per_round"]) == 1
+    ran = set(report["summary"])
+    assert ran | set(report["skipped"]) == {"ours", "ours-api", "polars", "pandas", "duckdb", "blog", "spark"}
+    assert {"ours", "ours-api", "polars", "pandas", "duckdb", "blog"} <= ran, report["skipped"]
+    for name, reason in report["skipped"].items():
+        warnings.warn(f"bench smoke: {name} skipped: {reason}")
+    assert report["questions"] > 3000
+    assert set(report["ratios"]) == ran - {"ours"}
+    phases = report["summary"]["ours"]["phases"]
+    assert {"imports", "cluster start", "pass 1", "classifier", "shutdown"} <= set(phases), phases
