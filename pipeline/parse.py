@@ -7,7 +7,9 @@ attribute of every row comes out of one vectorised split; XML references are the
 column by column. This accepts and rejects the same rows as ElementTree, the blog's parser
 (tests compare the two), with two exceptions never seen in the dumps: single-quoted values are
 rejected, and a repeated attribute is not (the last one wins). The rare lines that fail are
-explained one by one in Python (``reason``), with the same rules.
+explained one by one in Python (``reason``), with the same rules. The lines around the rows (the
+declaration, a ``<!DOCTYPE``, the root's tags) are structure; a row that shares its line with a
+root tag, as in files re-serialized by other tools (``<posts><row …/>``), is still a row.
 """
 
 from __future__ import annotations
@@ -23,18 +25,21 @@ import pyarrow.compute as pc
 
 QUESTION = "1"
 SNIPPET = 120
+ROOT_TAGS = pa.array(["<posts>", "</posts>"])
 WHITESPACE = " \t\r\n"  # XML's whitespace: Python's str.strip() and \s take more
 
 _S = r"[ \t\r\n]"
 _NAME = r"[A-Za-z_][\w.-]*"
 _REFERENCE = r"&(?:lt|gt|amp|quot|apos|#[0-9]+|#x[0-9a-fA-F]+);"
-_VALUE = rf'[^"<&]*(?:{_REFERENCE}[^"<&]*)*'
+_TEXT = r'[^"<&\x00-\x08\x0B\x0C\x0E-\x1F\x{FFFE}\x{FFFF}]*'  # no character XML forbids
+_VALUE = rf"{_TEXT}(?:{_REFERENCE}{_TEXT})*"
 # A whole row, its values included (RE2 syntax, used by Arrow: no backtracking, linear time).
 ROW = rf'^<row(?:{_S}+{_NAME}="{_VALUE}")*{_S}*(?:/>|>{_S}*</row>)$'
 
 # The same grammar in Python's re, split in steps, to say why a line is not a row.
 ROW_SHAPE = re.compile(rf'<row((?:{_S}+{_NAME}="[^"<]*")*){_S}*(?:/>|>{_S}*</row>)', re.ASCII)
 ATTRIBUTE = re.compile(rf'({_NAME})="([^"]*)"', re.ASCII)
+FORBIDDEN_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 BAD_ENTITY = re.compile(r"&(?!(?:lt|gt|amp|quot|apos|#[0-9]+|#x[0-9a-fA-F]+);)")
 ENTITY = re.compile(r"&(#x[0-9a-fA-F]+|#[0-9]+|lt|gt|amp|quot|apos);")
 UNUSUAL_REFERENCE = r"&#(?:[0-9]|x[^AD]|x[AD][^;])"  # any but &#xA; and &#xD; (RE2)
@@ -76,8 +81,8 @@ def _entity(match: re.Match) -> str:
 
 
 def unescape(value: str) -> str:
-    """Decode an attribute value as XML does (literal tabs become spaces, references decoded)."""
-    return ENTITY.sub(_entity, value.replace("\t", " "))
+    """Decode an attribute value as XML does (literal tabs and carriage returns become spaces, references decoded)."""
+    return ENTITY.sub(_entity, value.replace("\t", " ").replace("\r", " "))
 
 
 def is_xml_char(code: int) -> bool:
@@ -98,6 +103,8 @@ def reason(line: str) -> str | None:
         if line.startswith("<row"):
             return "not a well-formed <row .../> element (unclosed, unquoted or '<' in a value)"
         return "not a <row> element"
+    if FORBIDDEN_CHARACTER.search(line):
+        return "a character XML does not allow (a control character?)"
     if "&" in line and (BAD_ENTITY.search(line) or bad_reference(line)):
         return "undefined or broken entity (a bare '&'?)"
     attributes = dict(ATTRIBUTE.findall(match.group(1)))
@@ -109,9 +116,20 @@ def reason(line: str) -> str | None:
 
 
 def _is_structure(lines: pa.Array) -> np.ndarray:
-    """The lines around the rows: the XML declaration, <posts>, </posts>, blank lines."""
-    return pc.or_(pc.is_in(lines, pa.array(["", "<posts>", "</posts>"])), pc.starts_with(lines, "<?xml")).to_numpy(
-        zero_copy_only=False)
+    """The lines around the rows: the XML declaration, a document type, <posts>, </posts>, blank lines."""
+    around = pc.or_(pc.starts_with(lines, "<?xml"), pc.starts_with(lines, "<!DOCTYPE"))
+    return pc.or_(pc.is_in(lines, pa.array(["", *ROOT_TAGS.to_pylist()])), around).to_numpy(zero_copy_only=False)
+
+
+def _unwrapped(lines: pa.Array) -> pa.Array:
+    """Lines without the root's tags where a row shares a line with them, as in a re-serialized file
+    (``<posts><row …/>``)."""
+    wrapped = pc.and_not(pc.or_(pc.starts_with(lines, "<posts>"), pc.ends_with(lines, "</posts>")),
+                         pc.is_in(lines, ROOT_TAGS))
+    if not pc.any(wrapped).as_py():
+        return lines
+    bare = pc.replace_substring_regex(lines.filter(wrapped), f"^<posts>{_S}*|{_S}*</posts>$", "")
+    return pc.replace_with_mask(lines, wrapped, bare)
 
 
 def _unusual_references(values: pa.Array) -> np.ndarray:
@@ -121,10 +139,10 @@ def _unusual_references(values: pa.Array) -> np.ndarray:
 
 def _decode(values: pa.Array) -> pa.Array:
     """XML-decode a column of raw attribute values."""
-    if not pc.any(pc.match_substring_regex(values, "[&\t]")).as_py():
+    if not pc.any(pc.match_substring_regex(values, "[&\t\r]")).as_py():
         return values
     decoded = values
-    for reference, char in (("\t", " "), *COMMON):
+    for reference, char in (("\t", " "), ("\r", " "), *COMMON):
         decoded = pc.replace_substring(decoded, reference, char)
     unusual = np.flatnonzero(_unusual_references(values))
     if len(unusual):
@@ -164,7 +182,7 @@ def split_lines(data: bytes) -> tuple[pa.Array, dict[int, str]]:
 def parse_block(data: bytes) -> Parsed:
     """Sort every line of a block into question, other row, structure or malformed."""
     lines, undecodable = split_lines(data)
-    stripped = pc.utf8_trim(lines, WHITESPACE)
+    stripped = _unwrapped(pc.utf8_trim(lines, WHITESPACE))
     structure = _is_structure(stripped)
     structure[list(undecodable)] = False
     is_row = pc.match_substring_regex(stripped, ROW).to_numpy(zero_copy_only=False)

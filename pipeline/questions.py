@@ -19,8 +19,11 @@ from pipeline import parse
 from pipeline.parse import Malformed
 
 STRING = pd.StringDtype("pyarrow")
-INTEGER = r"^-?[0-9]+$"
-TIMESTAMP = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?$"
+# The shape a value of each type must have; what Arrow then refuses to cast (out of range) does not fit either.
+SHAPES = {
+    pa.int64(): r"^-?[0-9]+$",
+    pa.timestamp("ms"): r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?$",
+}
 
 # Attribute of <row/> → Arrow type it must have. Order is column order; PostTypeId is always 1.
 FIELDS: dict[str, pa.DataType] = {
@@ -74,15 +77,57 @@ class BlockStats(NamedTuple):
     samples: list[Malformed]  # the first few, line numbers within the block
 
 
-def _typed(column: pa.Array, kind: pa.DataType) -> tuple[pa.Array, pa.Array | None]:
-    """``column`` (strings) as ``kind``, and a mask of values that do not fit it (None when all fit)."""
+def _refused(values: pa.Array, kind: pa.DataType) -> list[int]:
+    """The positions of the values Arrow will not cast to ``kind``: halves are cast until each culprit is alone
+    (a few casts per culprit, not one per value)."""
+    pending, found = [(0, len(values))], []
+    while pending:
+        start, length = pending.pop()
+        try:
+            pc.cast(values.slice(start, length), kind)
+        except pa.ArrowInvalid:
+            if length == 1:
+                found.append(start)
+            else:
+                pending += [(start, length // 2), (start + length // 2, length - length // 2)]
+    return found
+
+
+def _why(name: str, value: str, kind: pa.DataType, shaped: bool) -> str:
+    """Why ``value`` (of the right shape or not) does not fit field ``name``."""
+    shown = f"{name}={(value if len(value) <= 40 else value[:40] + '…')!r}"
+    if kind == pa.int64():
+        return f"{shown} is {'beyond the 64-bit integer range' if shaped else 'not an integer'}"
+    if not shaped:
+        return f"{shown} is not a date and time (YYYY-MM-DDThh:mm:ss.sss)"
+    if len(value.partition(".")[2]) > 3:
+        return f"{shown} has more than three decimals of a second"
+    return f"{shown} is not a date and time of the calendar (month, day, hour, minute or second out of range)"
+
+
+def _typed(name: str, column: pa.Array, kind: pa.DataType) -> tuple[pa.Array, dict[int, str]]:
+    """``column`` (strings) as ``kind``, and why each value that does not fit it does not (by position).
+
+    Values of the wrong shape are found by a regular expression; the rest are cast at once, and only if
+    Arrow refuses (a number beyond 64 bits, a day not in the calendar, more than milliseconds) are the
+    values it refuses looked for. Values that do not fit become nulls.
+    """
     if kind == pa.string():
-        return column, None
-    fits = pc.match_substring_regex(column, INTEGER if kind == pa.int64() else TIMESTAMP)
-    bad = pc.invert(pc.fill_null(fits, True))
-    if not pc.any(bad).as_py():
-        return pc.cast(column, kind), None
-    return pc.cast(pc.if_else(bad, pa.scalar(None, pa.string()), column), kind), bad
+        return column, {}
+    unshaped = pc.invert(pc.fill_null(pc.match_substring_regex(column, SHAPES[kind]), True))
+    rejected = {}
+    if pc.any(unshaped).as_py():
+        rejected = {i: (column[i].as_py(), False) for i in pc.indices_nonzero(unshaped).to_pylist()}
+        column = pc.if_else(unshaped, pa.scalar(None, pa.string()), column)
+    try:
+        typed = pc.cast(column, kind)
+    except pa.ArrowInvalid:
+        refused = _refused(column, kind)
+        rejected.update((i, (column[i].as_py(), True)) for i in refused)
+        unfit = np.zeros(len(column), bool)
+        unfit[refused] = True
+        typed = pc.cast(pc.if_else(pa.array(unfit), pa.scalar(None, pa.string()), column), kind)
+    return typed, {i: _why(name, value, kind, shaped) for i, (value, shaped) in rejected.items()}
 
 
 def frame(parsed: parse.Parsed) -> tuple[pd.DataFrame, list[Malformed]]:
@@ -90,11 +135,9 @@ def frame(parsed: parse.Parsed) -> tuple[pd.DataFrame, list[Malformed]]:
     columns, rejected = {}, {}
     rows = len(parsed.question_lines)
     for name, kind in FIELDS.items():
-        values = parsed.attributes.get(name, pa.nulls(rows, pa.string()))
-        columns[COLUMNS[name]], bad = _typed(values, kind)
-        if bad is not None:
-            for i in pc.indices_nonzero(bad).to_pylist():
-                rejected.setdefault(i, f"{name}={values[i].as_py()!r} is not a {kind}")
+        columns[COLUMNS[name]], unfit = _typed(name, parsed.attributes.get(name, pa.nulls(rows, pa.string())), kind)
+        for i, reason in unfit.items():
+            rejected.setdefault(i, reason)  # the first field that does not fit
     table = pa.table(columns, schema=SCHEMA)
     if rejected:
         keep = np.ones(rows, dtype=bool)
@@ -111,7 +154,8 @@ def load_block(data: bytes, path: str, index: int, samples: int) -> tuple[pd.Dat
     """One block of XML → its typed questions and its statistics."""
     parsed = parse.parse_block(data)
     questions, rejected = frame(parsed)
-    parsed.post_types[parse.QUESTION] -= len(rejected)  # counted as malformed instead
+    if rejected:
+        parsed.post_types[parse.QUESTION] -= len(rejected)  # counted as malformed instead
     malformed = sorted(parsed.malformed + rejected)
     stats = BlockStats(path, index, len(parsed.lines), parsed.post_types, len(malformed), malformed[:samples])
     return questions, stats

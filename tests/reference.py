@@ -6,19 +6,49 @@ It reads a whole file in one process, with no Dask and none of the pipeline's co
 
 from __future__ import annotations
 
+import calendar
 import re
 import xml.etree.ElementTree as ET
 from collections import Counter
+from typing import BinaryIO
 
 from bs4 import BeautifulSoup
 
+WHITESPACE = " \t\r\n"  # XML's
+STRUCTURE = ("", "<posts>", "</posts>")  # (a root tag beside a row is taken off first)
+# The fields of a question that must fit a 64-bit integer or a date and time (to the millisecond).
+INTEGERS = {"Id", "AcceptedAnswerId", "Score", "ViewCount", "OwnerUserId", "LastEditorUserId", "AnswerCount",
+            "CommentCount", "FavoriteCount"}
+DATES = {"CreationDate", "LastEditDate", "LastActivityDate", "ClosedDate", "CommunityOwnedDate"}
 
-def rows(path: str):
-    """(line number, attributes or None if the line is not a usable row) for every row-like line."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        for number, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line or line in ("<posts>", "</posts>") or line.startswith("<?xml"):
+
+def fits(name: str, value: str) -> bool:
+    """Whether a question's attribute holds a value of its field's type."""
+    if name in INTEGERS:
+        return re.fullmatch("-?[0-9]+", value) is not None and -(2**63) <= int(value) < 2**63
+    if name in DATES:
+        match = re.fullmatch(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(\.[0-9]{1,3})?", value)
+        if match is None:
+            return False
+        year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+        days = [31, 29 if calendar.isleap(year) else 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+        return 1 <= month <= 12 and 1 <= day <= days[month - 1] and hour < 24 and minute < 60 and second < 60
+    return True
+
+
+def rows(source: str | BinaryIO):
+    """(line number, attributes or None if the line is not a usable row) for every row-like line of a file
+    (a path, or a binary file object)."""
+    f = open(source, "rb") if isinstance(source, str) else source
+    with f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8").strip(WHITESPACE)
+            except UnicodeDecodeError:
+                yield number, None
+                continue
+            line = line.removeprefix("<posts>").removesuffix("</posts>").strip(WHITESPACE)  # re-serialized files
+            if line in STRUCTURE or line.startswith(("<?xml", "<!DOCTYPE")):
                 continue
             try:
                 element = ET.fromstring(line)
@@ -26,10 +56,10 @@ def rows(path: str):
                 yield number, None
                 continue
             a = element.attrib
-            if element.tag != "row" or not a.get("Id", "").isdigit() or not a.get("PostTypeId", "").isdigit():
-                yield number, None
-            else:
-                yield number, a
+            is_row = element.tag == "row" and not len(element) and not (element.text or "").strip(WHITESPACE)
+            ids = all(re.fullmatch("[0-9]+", a.get(name, "")) for name in ("Id", "PostTypeId"))
+            typed = ids and (a["PostTypeId"] != "1" or all(fits(name, value) for name, value in a.items()))
+            yield number, a if is_row and ids and typed else None
 
 
 def tags_of(text: str | None) -> list[str]:
@@ -40,14 +70,14 @@ def tags_of(text: str | None) -> list[str]:
     return [t for t in text.split("|") if t]
 
 
-def summary(path: str, tag: str = "python", labels: tuple[str, str] = ("python", "r")) -> dict:
+def summary(source: str | BinaryIO, tag: str = "python", labels: tuple[str, str] = ("python", "r")) -> dict:
     post_types: Counter = Counter()
     malformed = []
     cooccur: Counter = Counter()
     all_tags: Counter = Counter()
     per_year: Counter = Counter()
     questions = {}
-    for number, a in rows(path):
+    for number, a in rows(source):
         if a is None:
             malformed.append(number)
             continue
@@ -58,11 +88,13 @@ def summary(path: str, tag: str = "python", labels: tuple[str, str] = ("python",
         all_tags.update(tags)
         if tag in tags:
             cooccur.update(t for t in tags if t != tag)
-        per_year[a["CreationDate"][:4]] += 1
+        if "CreationDate" in a:
+            per_year[a["CreationDate"][:4]] += 1
         if (labels[0] in tags) != (labels[1] in tags):
             questions[int(a["Id"])] = (a.get("Body", ""), labels[0] if labels[0] in tags else labels[1])
     return {
         "rows": sum(post_types.values()),
+        "post_types": dict(post_types),
         "questions": post_types["1"],
         "malformed_lines": malformed,
         "cooccurrence": dict(cooccur),

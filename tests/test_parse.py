@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import pathlib
 import xml.etree.ElementTree as ET
 
 import pyarrow as pa
@@ -10,25 +11,11 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+import reference
 from pipeline import clean, parse, questions, read
-from pipeline.generate import xml_attr
+from support import QUESTION, block, first_pass_counts, load, row
 
-
-def row(**attrs) -> str:
-    return "  <row " + " ".join(f'{k}="{xml_attr(str(v))}"' for k, v in attrs.items()) + " />"
-
-
-QUESTION = dict(Id=1, PostTypeId=1, CreationDate="2008-07-31T21:42:52.667", Score=5, Body="<p>hi</p>",
-                Title="T", Tags="<python><pandas>")
-
-
-def block(*lines: str, newline: str = "\r\n", bom: bool = True) -> bytes:
-    text = newline.join(['<?xml version="1.0" encoding="utf-8"?>', "<posts>", *lines, "</posts>"])
-    return (b"\xef\xbb\xbf" if bom else b"") + text.encode()
-
-
-def load(data: bytes):
-    return questions.load_block(data, "mem://Posts.xml", 0, samples=100)
+REAL_DUMPS = sorted(pathlib.Path(__file__).parent.glob("data/real-dumps/*/Posts.xml"))
 
 
 @pytest.mark.parametrize("newline", ["\r\n", "\n"])
@@ -55,9 +42,10 @@ def test_row_closed_with_end_tag():
 
 
 def test_every_post_type_is_counted_and_only_questions_kept():
-    lines = [row(Id=i, PostTypeId=i, CreationDate="2010-01-01T00:00:00.000", Body="b") for i in range(1, 8)]
+    kinds = [*range(1, 9), 12, 99999999999999999999999]  # 8 and later exist in newer dumps; any integer is counted
+    lines = [row(Id=i, PostTypeId=kind, CreationDate="2010-01-01T00:00:00.000") for i, kind in enumerate(kinds, 1)]
     frame, stats = load(block(*lines))
-    assert dict(stats.post_types) == {str(i): 1 for i in range(1, 8)}
+    assert dict(stats.post_types) == {str(kind): 1 for kind in kinds} and stats.malformed == 0
     assert list(frame["id"]) == [1]
 
 
@@ -122,6 +110,69 @@ def test_malformed_lines_are_counted_with_a_reason(line, reason):
     assert stats.post_types.get("1", 0) == 2  # the bad row is malformed, not a question too
 
 
+def test_doctype_is_structure_not_a_malformed_row():
+    data = block("<!DOCTYPE posts SYSTEM 'posts.dtd'>", row(**QUESTION)).replace(b"<posts>", b"<posts>", 1)
+    frame, stats = load(data)
+    assert stats.malformed == 0 and list(frame["id"]) == [1] and stats.lines == 5
+
+
+@pytest.mark.parametrize("first, last", [("<posts>", "</posts>"), ("<posts>  ", "  </posts>"), ("", "")])
+def test_rows_on_the_lines_of_the_root_tags_are_rows(first, last):
+    """A re-serialized file starts ``<posts><row …/>`` and may end ``<row …/></posts>``: no row is lost."""
+    lines = [first + row(**QUESTION).strip(), row(**{**QUESTION, "Id": 2}), row(**{**QUESTION, "Id": 3}).strip() + last]
+    frame, stats = load("\n".join(lines if first else ["<posts>", *lines, "</posts>"]).encode())
+    assert stats.malformed == 0 and list(frame["id"]) == [1, 2, 3]
+    assert list(frame["title"]) == ["T"] * 3  # the last value is not cut by the root's end tag
+
+
+def test_a_root_tag_beside_something_else_is_still_malformed():
+    frame, stats = load('<posts>not a row\n<posts><rows/>\n<row Id="1" /></posts>\n'.encode())
+    assert [(m.line, m.text) for m in stats.samples] == [(1, "not a row"), (2, "<rows/>"), (3, '<row Id="1" />')]
+
+
+def test_attributes_in_any_order():
+    names = list(QUESTION)
+    lines = [row(**{name: QUESTION[name] for name in names[i:] + names[:i]}) for i in range(len(names))]
+    frame, stats = load(block(*lines, row(**dict(reversed(QUESTION.items())))))
+    assert stats.malformed == 0 and len(frame) == len(names) + 1
+    assert frame.drop_duplicates().shape[0] == 1  # every order gives the same question
+
+
+@pytest.mark.parametrize("tags", ["", "<>", "||", None])
+def test_empty_tags(tags):
+    attributes = {k: v for k, v in {**QUESTION, "Tags": tags}.items() if v is not None}
+    frame, stats = load(block(row(**attributes)))
+    cleaned = clean.clean_partition(frame)
+    assert stats.malformed == 0 and list(cleaned["tags"].iloc[0]) == []
+
+
+@pytest.mark.parametrize("character", ["\x01", "\x08", "\x0b", "\x1f", "\ufffe"])
+def test_characters_xml_forbids_make_a_row_malformed(character):
+    frame, stats = load(block(row(**{**QUESTION, "Title": f"a{character}b"})))
+    assert stats.malformed == 1 and len(frame) == 0
+    assert "character XML does not allow" in stats.samples[0].reason
+
+
+def test_literal_carriage_return_in_a_value_is_a_space_as_in_elementtree():
+    line = row(**QUESTION).replace('Title="T"', 'Title="a\rb\tc"')
+    frame, _ = load(block(line))
+    assert frame["title"].iloc[0] == ET.fromstring(line.strip()).attrib["Title"] == "a b c"
+
+
+def test_every_real_dump_is_here():
+    assert len(REAL_DUMPS) == 11
+
+
+@pytest.mark.parametrize("cuts", [1, 3])
+@pytest.mark.parametrize("path", REAL_DUMPS, ids=lambda p: p.parent.name)
+def test_real_dumps_give_the_reference_counts(path, cuts):
+    """Rows per post type, questions, malformed lines, every tag, year and co-occurrence count; whole or in blocks."""
+    files = read.expand(str(path), {})
+    counts = first_pass_counts([b.read({}) for b in read.blocks(files, -(-path.stat().st_size // cuts))])
+    expected = reference.summary(str(path))
+    assert counts == {key: expected[key] for key in counts}
+
+
 def test_undecodable_bytes_are_malformed_not_fatal():
     data = block(row(**QUESTION)).replace(b"Title=", b"X=\"\xff\xfe\" Title=")
     frame, stats = load(data)
@@ -154,7 +205,7 @@ def test_generated_row_round_trips_and_agrees_with_elementtree(title, body, scor
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.text(alphabet='<>/="&;#x0123abcrow ', max_size=60))
+@given(st.text(alphabet='<>/="&;#x0123abcrow \x01\r', max_size=60))
 def test_parser_accepts_exactly_what_elementtree_accepts(noise):
     line = f"<row Id=\"1\" PostTypeId=\"2\" {noise} />"
     try:

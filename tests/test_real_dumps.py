@@ -22,16 +22,6 @@ pytestmark = pytest.mark.cluster
 
 HERE = os.path.dirname(__file__)
 DUMPS = sorted(glob(os.path.join(HERE, "data", "real-dumps", "*", "Posts.xml")))
-# Files whose quirks parse.py does not handle yet (being fixed beside this work): a DOCTYPE line is counted as
-# a malformed line, and the first row of a file that starts `<posts><row …/>` is lost. The reference the
-# brief names (tests/reference.py, line by line) shares both, so only the whole-document check sees them.
-QUIRKS = {
-    "music.meta.stackexchange": "a <!DOCTYPE> line is counted as malformed (parse.py fix pending)",
-    "history.meta.stackexchange": "a <!DOCTYPE> line is counted as malformed (parse.py fix pending)",
-    "dba-sample-reserialized": "the first row, on the `<posts><row …/>` line, is lost (parse.py fix pending)",
-}
-
-
 def name(path: str) -> str:
     return os.path.basename(os.path.dirname(path))
 
@@ -86,9 +76,7 @@ def whole_document(path: str) -> tuple[int, Counter]:
     return questions, tags
 
 
-@pytest.mark.parametrize("path", [
-    pytest.param(p, marks=pytest.mark.xfail(reason=QUIRKS[name(p)], strict=True)) if name(p) in QUIRKS else p
-    for p in DUMPS], ids=name)
+@pytest.mark.parametrize("path", DUMPS, ids=name)
 def test_real_dump_loses_no_row_and_calls_no_structure_malformed(runs, path):
     result, _ = runs[path]
     questions, tags = whole_document(path)

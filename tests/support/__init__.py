@@ -15,11 +15,16 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
+import pandas as pd
 import pytest
+
+from pipeline import analytics, clean, questions
+from pipeline.generate import xml_attr
 
 # The project's CLI beside the interpreter running the tests (.venv/bin).
 POSTS_PIPELINE = Path(sys.executable).with_name("posts-pipeline")
@@ -239,3 +244,47 @@ def chromium(url: str, *options: str, timeout: int = 60) -> str:
                           capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, done.stderr
     return done.stdout
+
+
+# ---------------------------------------------------------------- rows, blocks and the first pass's stages
+
+QUESTION = dict(Id=1, PostTypeId=1, CreationDate="2008-07-31T21:42:52.667", Score=5, Body="<p>hi</p>",
+                Title="T", Tags="<python><pandas>")
+
+
+def row(**attrs) -> str:
+    """A ``<row …/>`` line of a dump, its values escaped as the dumps escape them."""
+    return "  <row " + " ".join(f'{k}="{xml_attr(str(v))}"' for k, v in attrs.items()) + " />"
+
+
+def block(*lines: str, newline: str = "\r\n", bom: bool = True) -> bytes:
+    """A whole small dump holding ``lines``: declaration, root tags, BOM and CRLF as published."""
+    text = newline.join(['<?xml version="1.0" encoding="utf-8"?>', "<posts>", *lines, "</posts>"])
+    return (b"\xef\xbb\xbf" if bom else b"") + text.encode()
+
+
+def load(data: bytes):
+    """``questions.load_block`` on one block, with room for every malformed sample."""
+    return questions.load_block(data, "mem://Posts.xml", 0, samples=100)
+
+
+def first_pass_counts(blocks: list[bytes], tag: str = "python", labels: tuple[str, str] = ("python", "r")) -> dict:
+    """The first pass's stages on the blocks of one file (``questions.load_block`` → ``clean.clean_partition`` →
+    ``analytics.partials``), counted as ``reference.summary`` counts (line numbers within the file)."""
+    post_types, malformed, parts, lines = Counter(), [], [], 0
+    for index, data in enumerate(blocks):
+        frame, stats = questions.load_block(data, "mem://Posts.xml", index, samples=len(data) + 1)
+        assert stats.malformed == len(stats.samples)
+        post_types += stats.post_types
+        malformed += [lines + m.line for m in stats.samples]
+        parts.append(analytics.partials(clean.clean_partition(frame), tag, labels))
+        lines += stats.lines
+    parts = pd.concat(parts, ignore_index=True)
+
+    def counts(kind: str) -> dict:
+        of = parts[parts["kind"] == kind].groupby("key")["count"].sum()
+        return {key: int(n) for key, n in of.items() if n}
+
+    return {"rows": sum(post_types.values()), "questions": post_types["1"], "post_types": dict(+post_types),
+            "malformed_lines": malformed, "tag_counts": counts("tag"), "cooccurrence": counts("cooccur"),
+            "per_year": {f"{int(year):04d}": n for year, n in counts("year").items()}}
