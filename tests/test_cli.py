@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import cli as pipeline_cli, cluster, kubernetes, read
+from pipeline import cli as pipeline_cli
+from pipeline import cluster, kubernetes, read
 from pipeline.cli import main
 
 COMMAND = [sys.executable, "-m", "pipeline"]

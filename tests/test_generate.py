@@ -17,8 +17,9 @@ from collections import Counter
 
 import pytest
 
-import reference
 from pipeline.generate import Options, generate
+
+import reference
 
 REAL = sorted(glob.glob(os.path.join(os.path.dirname(__file__), "data", "real-dumps", "*", "Posts.xml")))
 TOKEN = re.compile(r"(?u)\b\w\w+\b")  # HashingVectorizer's words

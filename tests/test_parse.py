@@ -11,8 +11,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-import reference
 from pipeline import clean, parse, questions, read
+
+import reference
 from support import QUESTION, block, first_pass_counts, load, row
 
 REAL_DUMPS = sorted(pathlib.Path(__file__).parent.glob("data/real-dumps/*/Posts.xml"))

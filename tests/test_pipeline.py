@@ -159,7 +159,8 @@ def labelled_dump(path, python: int, r: int) -> str:
     (1, 0, {}, "python has 1 and r has 0"),
     (30, 3, {}, "r has 3 (classifier.min-questions asks for 10"),
     (1, 1, {"classifier.min-questions": 1, "classifier.test-size": 1e-9}, "no question was held back"),
-    (1, 1, {"classifier.min-questions": 1, "classifier.test-size": 1 - 1e-9}, "no python or r question among the training"),
+    (1, 1, {"classifier.min-questions": 1, "classifier.test-size": 1 - 1e-9},
+     "no python or r question among the training"),
 ])
 def test_small_or_one_sided_sets_skip_with_the_reason(tmp_path, python, r, settings, reason):
     out = tmp_path / "run"

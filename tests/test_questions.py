@@ -13,8 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import reference
 from pipeline.generate import xml_attr
+
+import reference
 from support import QUESTION, block, first_pass_counts, load, row
 
 TOO_BIG = "9999999999999999999999"

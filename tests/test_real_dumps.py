@@ -15,8 +15,9 @@ import dask.config
 import pandas as pd
 import pytest
 
-import reference
 from pipeline import run, sites
+
+import reference
 
 pytestmark = pytest.mark.cluster
 

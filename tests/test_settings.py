@@ -111,7 +111,8 @@ def test_the_worker_cap_follows_the_cores():
     cap = settings.WORKERS_PER_CORE * settings.cores()
     assert load({"cluster.local.n-workers": cap}).cluster.local.n_workers == cap
     refused(rf"cluster.local.n-workers must be an integer from 1 to {cap} "
-            rf"\(4 per core, {settings.cores()} cores here\), not {cap + 1}", flags={"cluster.local.n-workers": cap + 1})
+            rf"\(4 per core, {settings.cores()} cores here\), not {cap + 1}",
+            flags={"cluster.local.n-workers": cap + 1})
 
 
 def test_sources_are_named(tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ import pytest
 from bs4 import BeautifulSoup
 
 from pipeline import run, sites
+
 from support import chromium
 
 pytestmark = pytest.mark.cluster

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
 from support import finished_report, free_port
 
 # make kind-demo on a fresh cluster loads images and installs the operator: more than the suite's 600 s.

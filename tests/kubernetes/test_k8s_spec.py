@@ -8,7 +8,8 @@ import json
 import pytest
 from kubernetes.client.rest import ApiException
 
-from pipeline import cli, config, kubernetes, settings as pipeline_settings
+from pipeline import cli, config, kubernetes
+from pipeline import settings as pipeline_settings
 from pipeline.errors import PipelineError
 from pipeline.settings import KubernetesSettings
 
