@@ -37,6 +37,7 @@ REFUSED = {b"PK\x03\x04": "a ZIP archive", b"PK\x05\x06": "a ZIP archive (empty)
 # The other tables of a site's dump: given one of them, say which file is wanted.
 OTHER_TABLES = ("badges", "comments", "posthistory", "postlinks", "tags", "users", "votes")
 FIRST_ELEMENT = re.compile(rb"<([A-Za-z_][\w.-]*)")
+SUFFIXES = (".7z", ".gz", ".bz2", ".xz", ".zst")
 SUPPORTED = ".7z, .gz, .bz2, .xz or .zst"
 
 
@@ -50,6 +51,11 @@ class Packed:
     version: str  # size and mtime or ETag: a changed file is unpacked again
 
 
+def named_packed(url: str) -> bool:
+    """Whether the name says packed (.7z, .gz, …); ``inspect`` holds the content to its name."""
+    return url.lower().endswith(SUFFIXES)
+
+
 def inspect(url: str, storage_options: dict) -> Packed | None:
     """None for a plain Posts.xml; the packed input to unpack; or a one-line error naming what the file is."""
     fs, path = url_to_fs(url, **storage_options)
@@ -58,11 +64,15 @@ def inspect(url: str, storage_options: dict) -> Packed | None:
         raise PipelineError(f"{url} is an empty file, not a Posts.xml")
     head = fs.cat_file(path, start=0, end=HEAD)
     kind = next((k for magic, k in PACKED.items() if head.startswith(magic)), None)
+    if bool(kind) != named_packed(url):
+        said = f"a {kind} file" if kind else "not packed"
+        raise PipelineError(f"{url} is {said}, but its name says otherwise: name a packed input {SUPPORTED}, "
+                            "and a plain one .xml")
     version = f"{info['size']}-{info.get('ETag') or info.get('mtime') or info.get('LastModified')}"
     if kind == "7z":
         return Packed(url, kind, _posts_entry(url, fs, path), version)
     if kind:
-        with fsspec.open(url, "rb", compression=kind, block_size=2**20, **storage_options) as f:
+        with fs.open(path, "rb", compression=kind, block_size=2**20) as f:
             try:
                 inner = f.read(HEAD)
             except Exception as exc:  # the codecs raise their own types (OSError, EOFError, LZMAError, ZstdError)

@@ -88,11 +88,9 @@ def blocks(files: dict[str, int], blocksize: str | int, multiple: int = 1) -> li
     blocksize = parse_bytes(blocksize) if isinstance(blocksize, str) else blocksize
     storage_options = config.get("storage-options")
     packed = {}
-    for path in files:
+    for path in filter(archive.named_packed, files):  # checked by expand: the name says what the content is
         with storage_errors(path):
-            found = archive.inspect(path, storage_options)
-        if found:
-            packed[path] = found
+            packed[path] = archive.inspect(path, storage_options)
     sources = {path: archive.unpacked_url(p) for path, p in packed.items()}
     unpack({packed[p]: sources[p] for p in packed if not url_to_fs(sources[p], **storage_options)[0].exists(sources[p])},
            storage_options)

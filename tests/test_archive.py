@@ -64,9 +64,10 @@ def compressed(site: str, folder, opener, suffix: str) -> str:
     return path
 
 
-def run_on(site: str, inputs: str, out: str, unpack_dir: str) -> dict:
+def run_on(site: str, inputs: str, out: str, unpack_dir: str, storage_options: dict | None = None) -> dict:
     settings = {"posts-pipeline.blocksize": "64KiB", "posts-pipeline.progress": False,
-                "posts-pipeline.unpack-dir": unpack_dir, **SITES[site]}
+                "posts-pipeline.unpack-dir": unpack_dir, "posts-pipeline.storage-options": storage_options or {},
+                **SITES[site]}
     with dask.config.set(settings):
         return run.run([inputs], out)
 
@@ -124,7 +125,7 @@ def test_packed_input_from_s3(layout, s3, unpacked, tmp_path):
     fs.mkdir(bucket)
     fs.put(local, f"{bucket}/{os.path.basename(local)}")
     url = f"s3://{bucket}/{os.path.basename(local)}"
-    result = run_on(site, url, str(tmp_path / "run"), f"s3://{bucket}/unpacked")
+    result = run_on(site, url, str(tmp_path / "run"), f"s3://{bucket}/unpacked", {"endpoint_url": s3.endpoint})
     assert figures(result, str(tmp_path / "run")) == unpacked[site]
     assert result["inputs"] == [url]
     assert [p for p in fs.find(f"{bucket}/unpacked") if p.endswith("/Posts.xml")]
@@ -142,7 +143,9 @@ def _bad_inputs(folder) -> dict[str, str]:
     (folder / "site.rar").write_bytes(b"Rar!\x1a\x07\x01\x00" + bytes(64))
     with py7zr.SevenZipFile(folder / "users.7z", "w") as z:
         z.writestr(USERS, "Users.xml")
-    return {"binary.xml": "is a binary file", "utf16.xml": "is UTF-16 text", "empty.xml": "is an empty file",
+    with gzip.open(folder / "gzipped.xml", "wb") as f:
+        f.write(USERS.encode())
+    return {"gzipped.xml": "is a gzip file, but its name says otherwise", "binary.xml": "is a binary file", "utf16.xml": "is UTF-16 text", "empty.xml": "is an empty file",
             "Users.xml": "is the <users> table", "site.zip": "is a ZIP archive", "site.rar": "is a RAR archive",
             "users.7z": "holds no single Posts.xml (it holds Users.xml)"}
 
