@@ -34,6 +34,7 @@ RUN_SETTINGS = {
     "output": "output",
     "overwrite": "overwrite",
     "blocksize": "blocksize",
+    "unpack_dir": "unpack-dir",
     "cluster": "cluster.kind",
     "scheduler": "cluster.scheduler-address",
     "n_workers": "cluster.local.n-workers",
@@ -97,6 +98,8 @@ def _add_run(sub) -> None:
     io_group.add_argument("--output", "-o", metavar="DIR_OR_URL", help="run directory to create, local or s3:// [output]")
     io_group.add_argument("--overwrite", action="store_true", default=None, help="replace an existing run directory [overwrite]")
     io_group.add_argument("--blocksize", help="bytes of XML per task, e.g. 64MiB [blocksize]")
+    io_group.add_argument("--unpack-dir", metavar="DIR_OR_URL",
+                          help="where .7z/.gz/.bz2/.xz/.zst inputs are unpacked once, kept for later runs [unpack-dir]")
     io_group.add_argument("--storage-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
                           help="an fsspec/s3fs option, e.g. endpoint_url=http://localhost:9000 (repeatable) [storage-options]")
     cl = p.add_argument_group("cluster")

@@ -4,38 +4,46 @@ Inputs are listed once, on the driver, sizes included (one listing per glob, one
 named file); each block is then read by the task that parses it. Blocks are cut at newlines as
 ``dask.bytes.read_bytes`` cuts them (``fsspec.utils.read_block``), and the XML declaration,
 ``<posts>``, the BOM and CRLF are dealt with by the parser (``parse.split_lines``): no ``sed`` step.
+A packed input (.7z, .gz, …) is unpacked once into a plain copy, which is cut the same way (``archive``).
 """
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import distributed
 import fsspec
 from dask.utils import parse_bytes
 from fsspec.core import url_to_fs
-from fsspec.utils import infer_compression, read_block
+from fsspec.utils import read_block
 
+from pipeline import archive, config
 from pipeline.errors import PipelineError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Block:
     """One task's worth of input: the lines that start in ``length`` bytes from ``offset`` of ``path``."""
 
-    path: str
+    path: str  # the input as the user named it (an archive's own path)
     index: int  # position within its file, so that line numbers can be recovered
     offset: int
-    length: int | None  # None: to the end (a compressed file is one block: it cannot be cut)
+    length: int
+    source: str | None = None  # where the bytes are, if not at path: a packed input's plain copy
 
     def read(self, storage_options: dict) -> bytes:
         """The block's bytes, whole lines only."""
-        with fsspec.open(self.path, "rb", compression=infer_compression(self.path), **storage_options) as f:
+        with fsspec.open(self.source or self.path, "rb", **storage_options) as f:
             return read_block(f, self.offset, self.length, delimiter=b"\n")
 
 
 def expand(urlpaths: str | list[str], storage_options: dict) -> dict[str, int]:
-    """Every file the inputs name, globs expanded, with its size; a clear error for none or a missing one."""
+    """Every file the inputs name, globs expanded, with its size; a clear error for none, a missing one,
+    or one that is not a Posts.xml or a supported archive of one (its first bytes are read)."""
     files: dict[str, int] = {}
     for urlpath in [urlpaths] if isinstance(urlpaths, str) else urlpaths:
         with storage_errors(urlpath):
@@ -47,6 +55,13 @@ def expand(urlpaths: str | list[str], storage_options: dict) -> dict[str, int]:
         if not matched:
             raise PipelineError(f"no input file matches {urlpath}")
         files.update(matched)
+    packed = []
+    for url in files:
+        with storage_errors(url):
+            packed += [url] if archive.inspect(url, storage_options) else []
+    if packed and not config.get("unpack-dir") and config.get("cluster.kind") != "local":
+        raise PipelineError(f"{packed[0]} is packed: a cluster other than a local one needs unpack-dir on storage "
+                            "that every worker reaches (e.g. s3://bucket/unpacked) to unpack it into")
     return files
 
 
@@ -67,18 +82,44 @@ def block_count(size: int, blocksize: int, multiple: int) -> int:
 def blocks(files: dict[str, int], blocksize: str | int, multiple: int = 1) -> list[Block]:
     """The blocks of every file (path → size), of equal sizes, ``multiple`` per file or a multiple of it.
 
-    Compressed files (.gz, .bz2, …) cannot be cut: one block each.
+    A packed file (.7z, .gz, …) is first unpacked into its plain copy, unless a run did it before
+    (``unpack``), and cut from there.
     """
     blocksize = parse_bytes(blocksize) if isinstance(blocksize, str) else blocksize
+    storage_options = config.get("storage-options")
+    packed = {}
+    for path in filter(archive.named_packed, files):  # checked by expand: the name says what the content is
+        with storage_errors(path):
+            packed[path] = archive.inspect(path, storage_options)
+    sources = {path: archive.unpacked_url(p) for path, p in packed.items()}
+    unpack({packed[p]: sources[p] for p in packed if not url_to_fs(sources[p], **storage_options)[0].exists(sources[p])},
+           storage_options)
     out = []
     for path, size in files.items():
-        if infer_compression(path):
-            out.append(Block(path, 0, 0, None))
-            continue
+        source = sources.get(path)
+        if source:
+            size = url_to_fs(source, **storage_options)[0].size(source)
         count = block_count(size, blocksize, multiple)
         cuts = [size * i // count for i in range(count + 1)]
-        out += [Block(path, i, start, end - start) for i, (start, end) in enumerate(zip(cuts, cuts[1:]))]
+        out += [Block(path, i, start, end - start, source) for i, (start, end) in enumerate(zip(cuts, cuts[1:]))]
     return out
+
+
+def unpack(todo: dict[archive.Packed, str], storage_options: dict) -> None:
+    """Unpack each packed input into its plain copy: one task each on the cluster, which reaches the inputs
+    and the unpack folder as the block tasks will (here, if no cluster is connected)."""
+    if not todo:
+        return
+    log.info("unpacking %d packed input(s) into %s", len(todo), archive.unpack_dir())
+    with storage_errors(f"{', '.join(p.url for p in todo)} or {archive.unpack_dir()}"):
+        try:
+            client = distributed.default_client()
+        except ValueError:
+            for packed, target in todo.items():
+                archive.unpack(packed, target, storage_options)
+            return
+        client.gather(client.map(archive.unpack, list(todo), list(todo.values()), storage_options=storage_options,
+                                 pure=False))
 
 
 @contextmanager

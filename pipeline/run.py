@@ -388,7 +388,8 @@ def run(inputs: list[str] | str | None = None, output: str | None = None) -> rep
     log.info("input %s → output %s (storage options %s)", ", ".join(map(config.redacted_url, inputs)),
              config.redacted_url(output), config.redacted(storage_options))
     files = read.expand(inputs, storage_options)  # listed once, and a missing input fails before a cluster starts
-    settings.check_blocks(len(read.blocks(files, settings.blocksize)), sum(files.values()))
+    planned = sum(read.block_count(size, settings.blocksize, 1) for size in files.values())
+    settings.check_blocks(planned, sum(files.values()))
     out = RunDirectory(output, storage_options, overwrite=config.get("overwrite"))
     try:
         with cluster.connect(

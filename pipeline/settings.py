@@ -130,6 +130,7 @@ class Settings:
     output: str | None
     overwrite: bool
     blocksize: int  # bytes
+    unpack_dir: str | None
     storage_options: dict
     cluster: ClusterSettings
     clean: CleanSettings

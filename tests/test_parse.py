@@ -6,6 +6,7 @@ import gzip
 import pathlib
 import xml.etree.ElementTree as ET
 
+import dask.config
 import pyarrow as pa
 import pytest
 from hypothesis import assume, given, settings
@@ -246,9 +247,11 @@ def test_blocks_hold_every_line_once(tmp_path):
     assert len(blocks) % 3 == 0 and b"".join(parts) == data and b"" in parts
 
 
-def test_a_compressed_file_is_one_block(tmp_path):
+def test_a_compressed_file_is_unpacked_and_cut_into_blocks(tmp_path):
     data = block(row(**QUESTION), row(**{**QUESTION, "Id": 2}))
     with gzip.open(tmp_path / "Posts.xml.gz", "wb") as f:
         f.write(data)
-    blocks = read.blocks(read.expand(str(tmp_path / "Posts.xml.gz"), {}), 16, multiple=2)
-    assert len(blocks) == 1 and blocks[0].read({}) == data
+    with dask.config.set({"posts-pipeline.unpack-dir": str(tmp_path / "unpacked")}):
+        blocks = read.blocks(read.expand(str(tmp_path / "Posts.xml.gz"), {}), 16, multiple=2)
+    assert len(blocks) > 2 and b"".join(b.read({}) for b in blocks) == data
+    assert {b.path for b in blocks} == {f"file://{tmp_path}/Posts.xml.gz"}

@@ -79,7 +79,7 @@ created="$(kubectl get namespace "$NS" -o jsonpath='{.metadata.annotations.posts
 [ -n "$operator" ] || created+=" operator"
 kubectl get namespace dask-operator >/dev/null 2>&1 || created+=" operator-namespace"
 kubectl get crd daskclusters.kubernetes.dask.org >/dev/null 2>&1 || created+=" crds"
-kubectl annotate namespace "$NS" "posts-pipeline/demo-created=$(echo $created)" --overwrite >/dev/null
+kubectl annotate namespace "$NS" "posts-pipeline/demo-created=${created# }" --overwrite >/dev/null
 if [ "$operator" = "deployed dask-kubernetes-operator-$OPERATOR_VERSION" ]; then
   log "dask-kubernetes operator $OPERATOR_VERSION is installed (helm list -n dask-operator)"
 else
@@ -137,8 +137,11 @@ for _ in $(seq 1 30); do
   sleep 1
 done
 kill "$FORWARD" 2>/dev/null || true
-[ -n "$served" ] && log "report.html served through kubectl port-forward: $served" ||
+if [ -n "$served" ]; then
+  log "report.html served through kubectl port-forward: $served"
+else
   log "warning: report.html could not be fetched through kubectl port-forward svc/minio"
+fi
 
 cat <<EOF
 

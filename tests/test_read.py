@@ -1,0 +1,27 @@
+"""Reading packed inputs without a cluster: every compression fsspec reads, unpacked once and cut into blocks."""
+
+from __future__ import annotations
+
+import lzma
+import os
+
+import dask.config
+import pytest
+import zstandard
+
+from pipeline import read
+
+POSTS = os.path.join(os.path.dirname(__file__), "data", "real-dumps", "dba-sample-reserialized", "Posts.xml")
+
+
+@pytest.mark.parametrize("suffix, compress", [("xz", lzma.compress), ("zst", zstandard.ZstdCompressor().compress)])
+def test_xz_and_zst_are_unpacked_into_blocks_of_whole_lines(suffix, compress, tmp_path):
+    data = open(POSTS, "rb").read()
+    packed = tmp_path / f"Posts.xml.{suffix}"
+    packed.write_bytes(compress(data))
+    with dask.config.set({"posts-pipeline.unpack-dir": str(tmp_path / "unpacked")}):
+        blocks = read.blocks(read.expand(str(packed), {}), 8192, multiple=2)
+    parts = [b.read({}) for b in blocks]
+    assert len(blocks) > 4 and b"".join(parts) == data
+    assert all(p.endswith(b"\n") for p in parts[:-1] if p)  # whole lines only
+    assert {os.path.dirname(b.source) for b in blocks} <= {str(d) for d in (tmp_path / "unpacked").iterdir()}
