@@ -8,7 +8,6 @@ named file); each block is then read by the task that parses it. Blocks are cut 
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import fsspec
@@ -17,6 +16,7 @@ from fsspec.core import url_to_fs
 from fsspec.utils import infer_compression, read_block
 
 from pipeline.errors import PipelineError
+from pipeline.storage import storage_errors
 
 
 @dataclass(frozen=True)
@@ -79,45 +79,3 @@ def blocks(files: dict[str, int], blocksize: str | int, multiple: int = 1) -> li
         cuts = [size * i // count for i in range(count + 1)]
         out += [Block(path, i, start, end - start) for i, (start, end) in enumerate(zip(cuts, cuts[1:]))]
     return out
-
-
-@contextmanager
-def storage_errors(url: str):
-    """Turn the errors of local files, S3 and fsspec into one line that says what to fix."""
-    try:
-        yield
-    except PipelineError:
-        raise
-    except Exception as exc:
-        message = describe(url, exc)
-        if message is None:
-            raise
-        raise PipelineError(message) from exc
-
-
-def describe(url: str, exc: BaseException) -> str | None:
-    """A one-line explanation of a storage error, or None if it is not one we recognise."""
-    name = type(exc).__name__
-    text = str(exc)
-    if isinstance(exc, FileNotFoundError):
-        return f"not found: {url} ({text or 'no such file, bucket or key'})"
-    if name == "NoCredentialsError":
-        return f"no S3 credentials for {url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or an AWS profile)"
-    if isinstance(exc, PermissionError) or name in ("ClientError", "AccessDenied"):
-        detail = text.splitlines()[0] if text else name
-        if "s3://" not in url:
-            return f"permission denied: {url} ({detail})"
-        lowered = text.lower()
-        if any(w in lowered for w in ("access key id", "signature", "security token", "invalidaccesskeyid")):
-            return f"S3 refused the credentials for {url}: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY"
-        return (f"S3 refused access to {url} ({detail}): check that AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY "
-                "are right and allowed to use it")
-    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError") or (
-        isinstance(exc, OSError) and "connect" in text.lower()
-    ):
-        return f"cannot reach the storage for {url}: {text.splitlines()[0] if text else name} (check storage-options.endpoint_url)"
-    if isinstance(exc, ValueError) and ("protocol" in text.lower() or "bucket" in text.lower()):
-        return f"bad URL {url}: {text}"
-    if isinstance(exc, ImportError):
-        return f"cannot open {url}: {text}"
-    return None

@@ -224,7 +224,7 @@ def run(inputs: list[str] | str | None = None, output: str | None = None) -> dic
     storage_options = config.get("storage-options")
     log.info("input %s → output %s (storage options %s)", ", ".join(inputs), output, config.redacted(storage_options))
     files = read.expand(inputs, storage_options)  # listed once, and a missing input fails before a cluster starts
-    out = RunDirectory(output, storage_options, overwrite=config.get("overwrite"))
+    out = RunDirectory(output, storage_options, overwrite=config.get("overwrite"), inputs=files)
     try:
         with cluster.connect(
             config.get("cluster.kind"), config.get("cluster.scheduler-address"),
