@@ -1,50 +1,78 @@
-"""Output: a run directory (local path or s3:// prefix) that is complete or not there at all.
+"""Output: a run directory (local path or s3:// prefix) that is complete or not there at all, and that
+replaces nothing but a run of ours.
 
-Locally, everything is written to a hidden sibling directory and renamed into place at the end
-(one atomic step). Object stores have no rename, so there the files go straight under the
-prefix and ``_SUCCESS`` — a manifest of every file — is written last; a failed run deletes what
-it wrote. Readers should look for ``_SUCCESS`` (as Hadoop and Spark jobs do).
+Every run writes ``_RUN`` (when and where it started) first and ``_SUCCESS`` (a manifest of every
+file) last, so that a directory is recognisably ours, finished or not. ``--overwrite`` replaces only
+such a directory, and only if it holds no file its run did not write: never an input or a directory
+holding one, never a file or anything else. Each refusal is one line and touches nothing.
+
+Locally, a run works in a hidden sibling ``.NAME.partial-ID/`` that it keeps locked (``flock`` on
+``_LOCK``) while it lives. The results go to ``run/`` in it and are renamed into place at the end:
+one atomic step, which fails if another run put its results there first (``rename`` replaces a
+directory only if it is empty). A run being overwritten is first renamed into the work directory,
+and deleted once the new one is in place. A run killed by SIGKILL leaves its work directory
+unlocked: the next run to the same parent removes it, putting back a run it had moved aside.
+
+Object stores have no rename: the files go straight under the prefix, and a failed run deletes what
+it wrote. A run claims the prefix by creating ``_RUN`` with a conditional write (``If-None-Match: *``)
+or, to overwrite, by replacing the old ``_RUN`` only if it is unchanged (``If-Match``), and checks
+that ``_RUN`` is still its own before it writes ``_SUCCESS``. Readers should look for ``_SUCCESS``
+(as Hadoop and Spark jobs do).
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
+import logging
+import os
 import posixpath
+import re
+import shutil
+import socket
+import time
 import uuid
+from collections.abc import Iterable
 
-import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline import storage
 from pipeline.errors import PipelineError
-from pipeline.read import storage_errors
+from pipeline.storage import storage_errors
 
-MARKER = "_SUCCESS"
+log = logging.getLogger(__name__)
+
+WRITER = "posts-pipeline"
+MANIFEST = "_SUCCESS"  # written last: every file of the run and its size
+MARKER = "_RUN"  # written first: who started the run, when and where
+LOCK = "_LOCK"  # in a local work directory: locked by its run while it lives
+REPLACED = "replaced"  # in a local work directory: the run being overwritten, moved aside
+WORK_DIRECTORY = re.compile(r"\.(?P<name>.+)\.partial-[0-9a-f]{12}")
 
 
 class RunDirectory:
-    def __init__(self, url: str, storage_options: dict, overwrite: bool = False):
+    """Where a run writes (``path``, ``directory``, ``write``), put in place by ``commit`` or removed by
+    ``abort``. ``inputs`` (the run's input files) are never written over."""
+
+    def __init__(self, url: str, storage_options: dict, overwrite: bool = False, inputs: Iterable[str] = ()):
         self.url = url.rstrip("/")
-        with storage_errors(self.url):
-            self.fs, self.final = fsspec.core.url_to_fs(self.url, **storage_options)
-            self.local = "file" in self.fs.protocol
-            exists = self.fs.exists(self.final) and (not self.fs.isdir(self.final) or self.fs.ls(self.final))
-        if exists and not overwrite:
-            raise PipelineError(f"output {url} already exists: choose a new run directory or pass --overwrite")
-        self.overwrite = exists
         self.run_id = uuid.uuid4().hex[:12]
-        if self.local:
-            parent, name = posixpath.split(self.final)
-            self.fs.makedirs(parent, exist_ok=True)
-            self.staging = posixpath.join(parent, f".{name}.partial-{self.run_id}")
-        else:
-            if exists:
-                with storage_errors(self.url):
-                    self.fs.rm(self.final, recursive=True)
-            self.staging = self.final
+        self.claimed = False  # whether abort may delete what is there: never another run's results
+        self._lock = None
+        self.fs, path = storage.filesystem(self.url, storage_options)
+        self.local = storage.is_local(self.fs)
+        self.final = os.path.realpath(path) if self.local else path.rstrip("/")
         with storage_errors(self.url):
-            self.fs.makedirs(self.staging, exist_ok=True)
+            self._refuse_inputs(inputs, storage_options)
+            self.replacing = self._replaceable(overwrite)
+            self._replaced = self._identity(self.final) if self.replacing else None
+            if self.local:
+                self._start_local()
+            else:
+                self._start_remote()
 
     def path(self, name: str) -> str:
         """Where ``name`` is written now (a URL workers can write to)."""
@@ -64,32 +92,246 @@ class RunDirectory:
     def commit(self) -> dict:
         """Write the manifest last and put the run in place; return the manifest."""
         with storage_errors(self.url):
+            self.fs.invalidate_cache()
             files = {
                 posixpath.relpath(path, self.staging): info["size"]
                 for path, info in self.fs.find(self.staging, detail=True).items()
             }
-            manifest = {"run_id": self.run_id, "files": dict(sorted(files.items()))}
-            self.write(MARKER, json.dumps(manifest, indent=2))
+            manifest = {"written_by": WRITER, "run_id": self.run_id, "files": dict(sorted(files.items()))}
             if self.local:
-                if self.overwrite:
-                    self.fs.rm(self.final, recursive=True)
-                self.fs.mv(self.staging, self.final, recursive=True)
+                self.write(MANIFEST, json.dumps(manifest, indent=2))
+                self._put_in_place()
+            else:
+                if not self._still_ours():
+                    raise PipelineError(f"output {self.url} was taken over by another run (--overwrite) while this "
+                                        "one ran: this run's results were not kept")
+                self._create(MANIFEST, json.dumps(manifest, indent=2))
         return manifest
 
     def abort(self) -> None:
-        """Remove what this run wrote, so that nothing half-written is left behind."""
+        """Remove what this run wrote, so that nothing half-written is left behind (and nothing else goes)."""
         try:
-            if self.fs.exists(self.staging):
-                self.fs.rm(self.staging, recursive=True)
+            if self.claimed and self.local:
+                _tidy(self.work, self.final)
+            elif self.claimed and self._still_ours():
+                self.fs.rm(self.final, recursive=True)
         except Exception:  # the original error matters more than a failed clean-up
             pass
+        finally:
+            self._unlock()
+
+    # What may be written over
+
+    def _refuse_inputs(self, inputs: Iterable[str], storage_options: dict) -> None:
+        inside = self.final.rstrip("/") + "/"
+        for url in inputs:
+            fs, path = storage.filesystem(url, storage_options)
+            if fs.protocol != self.fs.protocol:
+                continue
+            path = os.path.realpath(path) if self.local else path
+            if path == self.final:
+                raise PipelineError(f"output {self.url} is an input of this run: choose another output")
+            if path.startswith(inside):
+                raise PipelineError(f"output {self.url} holds an input of this run ({url.removeprefix('file://')}): "
+                                    "choose another output")
+
+    def _replaceable(self, overwrite: bool) -> bool:
+        """Whether there is a run to replace (False: nothing there, or an empty directory); refuse anything else."""
+        if self.local:
+            self._refuse_file_parent()
+        self.fs.invalidate_cache()
+        if not self.fs.exists(self.final):
+            return False
+        if not self.fs.isdir(self.final):
+            raise PipelineError(f"output {self.url} already exists and is a file, not a run directory: "
+                                "not even --overwrite replaces it; choose another output")
+        files = self._files(self.final)
+        if not files:
+            return False
+        finished = self._check_ours(self.final, files)
+        if overwrite:
+            return True
+        if finished:
+            raise PipelineError(f"output {self.url} already exists: choose a new run directory or pass --overwrite "
+                                "to replace it")
+        raise PipelineError(f"output {self.url} holds a run that has not finished (it failed, was killed or is still "
+                            "going): choose a new run directory, or pass --overwrite to replace it")
+
+    def _refuse_file_parent(self) -> None:
+        ancestor = posixpath.dirname(self.final)
+        while not os.path.lexists(ancestor):
+            ancestor = posixpath.dirname(ancestor)
+        if not os.path.isdir(ancestor):
+            raise PipelineError(f"cannot create output {self.url}: {ancestor} is a file, not a directory")
+
+    def _files(self, path: str) -> set[str]:
+        return {posixpath.relpath(p, path) for p in self.fs.find(path)}
+
+    def _check_ours(self, path: str, files: set[str]) -> bool:
+        """Whether the run at ``path`` finished; refuse what is not a run of ours, or holds files its run did
+        not write (a Spark job's ``_SUCCESS`` is an empty file, not our manifest)."""
+        manifest = self._read_json(path, MANIFEST) if MANIFEST in files else {}
+        if isinstance(manifest.get("files"), dict) and "run_id" in manifest:
+            foreign = sorted(files - set(manifest["files"]) - {MANIFEST, MARKER})
+            if foreign:
+                raise PipelineError(f"output {self.url} holds files its run did not write ({', '.join(foreign[:3])}"
+                                    f"{', …' if len(foreign) > 3 else ''}): not even --overwrite replaces it; "
+                                    "move them away or choose another output")
+            return True
+        if MARKER in files and self._read_json(path, MARKER).get("written_by") == WRITER:
+            return False
+        raise PipelineError(f"output {self.url} already exists and is not a run directory of {WRITER} (no "
+                            f"{MANIFEST} manifest or {MARKER} marker): not even --overwrite replaces it; "
+                            "choose another output")
+
+    def _read_json(self, path: str, name: str) -> dict:
+        try:
+            value = json.loads(self.fs.cat_file(posixpath.join(path, name)))
+        except (ValueError, FileNotFoundError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    def _identity(self, path: str):
+        """What tells the run at ``path`` from another one put there meanwhile."""
+        if self.local:
+            stat = os.stat(path)
+            return stat.st_dev, stat.st_ino
+        marker = posixpath.join(path, MARKER)
+        return self.fs.info(marker)["ETag"] if self.fs.exists(marker) else None
+
+    def _marker(self) -> str:
+        return json.dumps({"written_by": WRITER, "run_id": self.run_id, "host": socket.gethostname(),
+                           "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+
+    # Local: a locked work directory beside the output, renamed into place
+
+    def _start_local(self) -> None:
+        parent, name = posixpath.split(self.final)
+        os.makedirs(parent, exist_ok=True)
+        _remove_leftovers(parent)
+        starting = posixpath.join(parent, f".{name}.starting-{self.run_id}")
+        self.work = posixpath.join(parent, f".{name}.partial-{self.run_id}")
+        self.staging = posixpath.join(self.work, "run")
+        try:
+            os.mkdir(starting)
+            self._lock = open(posixpath.join(starting, LOCK), "xb")
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.rename(starting, self.work)  # other runs see it only once it is locked
+            self.claimed = True
+            os.mkdir(self.staging)
+            self.write(MARKER, self._marker())
+        except BaseException:
+            shutil.rmtree(starting, ignore_errors=True)
+            self.abort()
+            raise
+
+    def _put_in_place(self) -> None:
+        if self.replacing:
+            self._move_aside(posixpath.join(self.work, REPLACED))
+        try:
+            os.rename(self.staging, self.final)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR):
+                raise PipelineError(f"output {self.url} was created by another run while this one ran: this run's "
+                                    "results were not kept (the other run's are intact)") from None
+            if exc.errno in (errno.EBUSY, errno.EXDEV):
+                raise PipelineError(f"cannot put the run in place at {self.url}: {exc.strerror} (a mount point? "
+                                    "choose a directory inside it)") from None
+            raise
+        shutil.rmtree(self.work)  # with the run it replaced
+        self._unlock()
+
+    def _move_aside(self, aside: str) -> None:
+        """Move the run being replaced into the work directory, if it is still the one checked at the start."""
+        try:
+            os.rename(self.final, aside)
+        except FileNotFoundError:
+            return  # removed meanwhile: nothing to replace
+        try:
+            if self._identity(aside) != self._replaced:
+                raise PipelineError(f"output {self.url} was replaced by another run while this one ran: this run's "
+                                    "results were not kept (the other run's are intact)")
+            self._check_ours(aside, self._files(aside))
+        except BaseException:
+            os.rename(aside, self.final)
+            raise
+
+    def _unlock(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    # Object stores: the prefix claimed by a conditional write of _RUN
+
+    def _start_remote(self) -> None:
+        self.staging = self.final
+        key = posixpath.join(self.final, MARKER)
+        try:
+            if self._replaced:
+                bucket, path, _ = self.fs.split_path(key)
+                self.fs.call_s3("put_object", Bucket=bucket, Key=path, Body=self._marker().encode(),
+                                IfMatch=self._replaced)
+            else:
+                self._create(MARKER, self._marker())
+        except OSError as exc:  # 412 Precondition Failed: EINVAL from s3fs, FileExistsError for If-None-Match
+            if not isinstance(exc, (FileExistsError, FileNotFoundError)) and exc.errno != errno.EINVAL:
+                raise
+            raise PipelineError(f"output {self.url} was claimed by another run just now: choose another "
+                                "output") from None
+        self.claimed = True
+        if self.replacing:
+            self.fs.rm([p for p in self.fs.find(self.final) if p != key])
+
+    def _create(self, name: str, data: str) -> None:
+        """Write ``name`` only if it does not exist (``If-None-Match: *``)."""
+        self.fs.pipe_file(posixpath.join(self.final, name), data.encode(), mode="create")
+
+    def _still_ours(self) -> bool:
+        return self._read_json(self.final, MARKER).get("run_id") == self.run_id
+
+
+def _remove_leftovers(parent: str) -> None:
+    """Remove the work directories left in ``parent`` by runs that were killed: those no live run keeps locked."""
+    for entry in os.scandir(parent):
+        match = WORK_DIRECTORY.fullmatch(entry.name)
+        if not match or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            lock = open(posixpath.join(entry.path, LOCK), "rb")
+        except FileNotFoundError:
+            if os.path.isdir(entry.path):
+                log.warning("left alone %s: it has no %s, so whether a run still writes there is unknown "
+                            "(remove it if none does)", entry.path, LOCK)
+            continue
+        with lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live run's
+            try:
+                _tidy(entry.path, posixpath.join(parent, match["name"]))
+            except FileNotFoundError:
+                continue  # another run removed it first
+            except OSError as exc:
+                log.warning("could not remove %s, left by a run that was killed: %s", entry.path, exc)
+                continue
+        log.warning("removed %s, left by a run that was killed", entry.path)
+
+
+def _tidy(work: str, final: str) -> None:
+    """Remove a local work directory, putting back the run it had moved aside if nothing took its place."""
+    replaced = posixpath.join(work, REPLACED)
+    if os.path.isdir(replaced) and not os.path.lexists(final):
+        os.rename(replaced, final)
+        log.warning("put back %s: the run that was replacing it did not finish", final)
+    shutil.rmtree(work)
 
 
 def write_parquet(frame: pd.DataFrame, url: str, schema: pa.Schema, storage_options: dict) -> None:
-    """One Parquet file of ``frame`` with the types of ``schema`` (and pandas' metadata, as dask writes it)."""
+    """One Parquet file of ``frame`` with the types of ``schema`` (and pandas' metadata, as dask writes it).
+    It runs in a worker's task: a full disk there reaches the driver as one line naming the file."""
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
-    fs, path = fsspec.core.url_to_fs(url, **storage_options)
-    with fs.open(path, "wb") as f:
+    with storage.open_file(url, "wb", storage_options) as f:
         pq.write_table(table, f)
 
 

@@ -34,6 +34,7 @@ from pipeline import analytics, clean, cluster, config, duplicates, model, parse
 from pipeline.errors import PipelineError
 from pipeline.output import RunDirectory, part_file, write_parquet
 from pipeline.settings import load as load_settings
+from pipeline.storage import storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ def run_first_pass(client: Client, plan: Plan, out: RunDirectory, visualize: str
     if visualize:
         _visualize(visualize, *(t[0] for t in tasks))
     log.info("pass 1: read, parse, clean, write questions, count tags")
-    with get_task_stream(client) as stream, read.storage_errors(f"{', '.join(plan.inputs)} or {out.url}"):
+    with get_task_stream(client) as stream, storage_errors(f"{', '.join(plan.inputs)} or {out.url}"):
         *firsts, dropped = _compute(client, [*(t[0] for t in tasks), dask.delayed(_merged)(finds)], show_progress)
         if dropped:
             log.info("passing %d block(s) again without the questions whose id came earlier", len(dropped))
@@ -390,7 +391,7 @@ def run(inputs: list[str] | str | None = None, output: str | None = None) -> rep
     files = read.expand(inputs, storage_options)  # listed once, and a missing input fails before a cluster starts
     planned = sum(read.block_count(size, settings.blocksize, 1) for size in files.values())
     settings.check_blocks(planned, sum(files.values()))
-    out = RunDirectory(output, storage_options, overwrite=config.get("overwrite"))
+    out = RunDirectory(output, storage_options, overwrite=config.get("overwrite"), inputs=files)
     try:
         with cluster.connect(
             config.get("cluster.kind"), config.get("cluster.scheduler-address"),

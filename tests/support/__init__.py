@@ -288,3 +288,28 @@ def first_pass_counts(blocks: list[bytes], tag: str = "python", labels: tuple[st
     return {"rows": sum(post_types.values()), "questions": post_types["1"], "post_types": dict(+post_types),
             "malformed_lines": malformed, "tag_counts": counts("tag"), "cooccurrence": counts("cooccur"),
             "per_year": {f"{int(year):04d}": n for year, n in counts("year").items()}}
+
+
+# ---------------------------------------------------------------- the command as a user runs it
+
+
+def posts_pipeline(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """The command as a user runs it, in its own process (the environment inherited)."""
+    return subprocess.run([POSTS_PIPELINE, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def assert_refused(done: subprocess.CompletedProcess, *messages: str) -> None:
+    """Exit 2 with one line on stderr, ``posts-pipeline: error: …``, saying one of ``messages``."""
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("posts-pipeline: error: ") and any(m in lines[0] for m in messages), lines[0]
+
+
+def at_once(*commands: list, timeout: int = 600) -> list[subprocess.CompletedProcess]:
+    """Commands started together, each in its own process; what each did, once all have ended."""
+    processes = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands]
+    done = []
+    for process in processes:
+        out, err = process.communicate(timeout=timeout)
+        done.append(subprocess.CompletedProcess(process.args, process.returncode, out, err))
+    return done
