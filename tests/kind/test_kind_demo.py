@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from support import finished_report, free_port
+from support import S3Store, free_port
 
 # make kind-demo on a fresh cluster loads images and installs the operator: more than the suite's 600 s.
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
@@ -95,13 +95,10 @@ def port_forward(kubectl, target: str, port: int):
 
 
 @pytest.fixture(scope="module")
-def minio(kubectl, secret_values):
-    import boto3
-
+def minio(kubectl, secret_values) -> S3Store:
     key, secret = secret_values
     with port_forward(kubectl, "svc/minio", 9000) as endpoint:
-        yield endpoint, boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key,
-                                     aws_secret_access_key=secret)
+        yield S3Store(endpoint, key, secret, bucket=BUCKET)
 
 
 def figures(report: dict) -> dict:
@@ -129,10 +126,9 @@ def test_the_run_succeeded_and_says_where_its_results_are(kubectl, demo):
 
 
 def test_results_in_the_object_store_equal_a_local_run_of_the_sample(kubectl, demo, minio, tmp_path, kubeconfig):
-    endpoint, s3 = minio
-    got = finished_report(s3, BUCKET, f"runs/{demo['run']}")  # asserts _SUCCESS too
+    got = minio.report(f"runs/{demo['run']}")  # asserts _SUCCESS too
     sample = tmp_path / "Posts.xml"
-    s3.download_file(BUCKET, "Posts.xml", str(sample))
+    minio.client().download_file(BUCKET, "Posts.xml", str(sample))
     # The run's own arguments (the release's run.extraArgs), on a LocalCluster of the same shape.
     values = json.loads(subprocess.run([str(REPO / ".tools" / "bin" / "helm"), "--kubeconfig", kubeconfig, "get",
                                         "values", RELEASE, "-n", NS, "-o", "json"],
@@ -147,7 +143,7 @@ def test_results_in_the_object_store_equal_a_local_run_of_the_sample(kubectl, de
     assert figures(got) == figures(expected)
     assert got["classifier"]["accuracy"] == pytest.approx(expected["classifier"]["accuracy"], abs=0.01)
     # report.html is served through the port-forward without a key, as the demo prints.
-    with urllib.request.urlopen(f"{endpoint}/{BUCKET}/runs/{demo['run']}/report.html", timeout=10) as page:
+    with urllib.request.urlopen(f"{minio.endpoint}/{BUCKET}/runs/{demo['run']}/report.html", timeout=10) as page:
         assert b"<html" in page.read(2000).lower()
 
 

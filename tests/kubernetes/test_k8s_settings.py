@@ -1,8 +1,7 @@
 """On the kind cluster (`make e2e-k8s`): a bad setting with --cluster kubernetes fails in one line and
 creates no DaskCluster — the settings are checked before the driver talks to the Kubernetes API.
 
-Not run where there is no kind cluster (it has not been run by its author yet: the lead runs it with
-`make kind-up` and `-m kind`). Uses the end-to-end module's fixtures: the operator installed (so
+Uses the end-to-end module's fixtures: the operator installed (so
 that the DaskCluster resource type exists and a created one would be seen) and a restricted namespace.
 """
 
@@ -13,7 +12,7 @@ import subprocess
 import time
 
 import pytest
-from test_k8s_e2e import REPO, daskclusters, images, k, kubeconfig, operator  # noqa: F401 - fixtures
+from test_k8s_e2e import REPO, daskclusters, images, k, operator  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.kind
 
