@@ -279,8 +279,9 @@ class RunDirectory:
             raise PipelineError(f"output {self.url} was claimed by another run just now: choose another "
                                 "output") from None
         self.claimed = True
-        if self.replacing:
-            self.fs.rm([p for p in self.fs.find(self.final) if p != key])
+        old = [p for p in self.fs.find(self.final) if p != key] if self.replacing else []
+        if old:
+            self.fs.rm(old)
 
     def _create(self, name: str, data: str) -> None:
         """Write ``name`` only if it does not exist (``If-None-Match: *``)."""
