@@ -89,6 +89,9 @@ def check_posts_xml(url: str, head: bytes) -> None:
     if what:
         raise PipelineError(f"{url} is {what}, not a Posts.xml (XML in UTF-8, or a {SUPPORTED} of one)")
     text = head[len(codecs.BOM_UTF8):] if head.startswith(codecs.BOM_UTF8) else head
+    if b"\x00" not in text and not _utf8(text) and text.lstrip().startswith(b"<"):
+        raise PipelineError(f"{url} is XML text but not UTF-8 (Latin-1 or another 8-bit encoding?): the dumps are "
+                            f"UTF-8, convert it first (iconv -f LATIN1 -t UTF-8)")
     if b"\x00" in text or not _utf8(text):
         raise PipelineError(f"{url} is a binary file, not a Posts.xml (XML in UTF-8, or a {SUPPORTED} of one)")
     if not text.strip():

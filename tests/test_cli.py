@@ -223,7 +223,7 @@ def test_a_signal_stops_the_run_with_one_line_and_no_partial_output(posts, tmp_p
     try:
         deadline = time.monotonic() + 120
         # Pass 1 runs once the first block's questions are written to the staging directory.
-        while not list((tmp_path / "runs").glob(".stopped.partial-*/questions/part.*.parquet")):
+        while not list((tmp_path / "runs").glob(".stopped.partial-*/**/questions/part.*.parquet")):
             assert process.poll() is None and time.monotonic() < deadline, process.communicate()
             time.sleep(0.05)
         os.killpg(process.pid, signum) if to_group else process.send_signal(signum)

@@ -11,6 +11,7 @@ import pytest
 from pipeline import cli
 from pipeline.errors import PipelineError
 from pipeline.output import RunDirectory
+
 from support import POSTS_PIPELINE, assert_refused, at_once
 
 pytestmark = [pytest.mark.s3, pytest.mark.cluster]

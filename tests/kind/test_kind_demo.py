@@ -102,11 +102,12 @@ def minio(kubectl, secret_values) -> S3Store:
 
 
 def figures(report: dict) -> dict:
-    """What a report found: all but where it read and wrote, how it was split into tasks (a local file and an
-    S3 object of the same bytes can be read in a different number of blocks), how long it took, with which
-    versions, and the classifier's accuracy (compared on its own: the order in which workers feed the model
-    moves it a little)."""
-    left_out = ("inputs", "output", "settings", "tasks_by_stage", "timings", "compute_seconds_by_stage", "versions")
+    """What a report found: all but where it read and wrote (and the site named after it), how it was split
+    into tasks (a local file and an S3 object of the same bytes can be read in a different number of blocks),
+    how long it took, with which versions, and the classifier's accuracy (compared on its own: the order in
+    which workers feed the model moves it a little)."""
+    left_out = ("site", "inputs", "output", "settings", "tasks_by_stage", "timings", "compute_seconds_by_stage",
+                "versions")
     found = {k: v for k, v in report.items() if k not in left_out}
     found["classifier"] = {k: v for k, v in found["classifier"].items() if k not in ("accuracy", "confusion_matrix")}
     return found
