@@ -125,10 +125,16 @@ def dask_setup(worker) -> None:
 
     Ctrl-C reaches the whole process group: the driver stops the run, and the workers' nannies stop
     them, without a traceback from each. A worker stopped mid-task warns that the task was cancelled:
-    the driver's one line says why.
+    the driver's one line says why. A task that fails is logged by the worker ("Compute Failed", with its
+    traceback) and raised at the driver: the driver's line is the one the user needs.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
+    logging.getLogger("distributed.worker").addFilter(_without_compute_failed)
+
+
+def _without_compute_failed(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Compute Failed")
 
 
 def _local(settings: LocalSettings, timeout: float) -> LocalCluster:

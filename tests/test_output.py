@@ -246,11 +246,11 @@ def test_a_read_only_file_system_is_one_line(tmp_path):
 
 @pytest.mark.cluster
 def test_a_full_disk_is_one_line_naming_the_file(dump, tmp_path):
-    """The workers write the Parquet: the disk fills in a task, and its error reaches the driver as one line.
-    (The workers' own "Compute Failed" log lines are the cluster's to silence.)"""
+    """The workers write the Parquet: the disk fills in a task, and its error reaches the driver as one line."""
     with tmpfs(tmp_path / "disk", "size=400k") as disk:
         done = posts_pipeline(*RUN, "--blocksize", "256KiB", "-i", str(dump), "-o", str(disk / "run"))
         assert done.returncode == 2, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
         last = done.stderr.strip().splitlines()[-1]
         assert last.startswith(f"posts-pipeline: error: no space left on the device: cannot write {disk}/"), last
         assert last.endswith(".parquet: free some space or choose another output"), last
