@@ -328,12 +328,13 @@ def _tidy(work: str, final: str) -> None:
     shutil.rmtree(work)
 
 
-def write_parquet(frame: pd.DataFrame, url: str, schema: pa.Schema, storage_options: dict) -> None:
+def write_parquet(frame: pd.DataFrame, url: str, schema: pa.Schema, storage_options: dict,
+                  row_group_size: int | None = None) -> None:
     """One Parquet file of ``frame`` with the types of ``schema`` (and pandas' metadata, as dask writes it).
     It runs in a worker's task: a full disk there reaches the driver as one line naming the file."""
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     with storage.open_file(url, "wb", storage_options) as f:
-        pq.write_table(table, f)
+        pq.write_table(table, f, row_group_size=row_group_size)
 
 
 # The run directory's layout: where each part of a result goes, named in one place.

@@ -154,7 +154,8 @@ def first_pass(block: read.Block, number: int, site: str, questions_dir: str, la
         with _timed(seconds, "select labelled"):
             training = model.labelled(cleaned, settings.labels, settings.test_size, settings.random_state, site)
         with _timed(seconds, "write Parquet"):
-            write_parquet(training, f"{labelled_dir}/{part_file(number)}", model.LABELLED_SCHEMA, options)
+            write_parquet(training, f"{labelled_dir}/{part_file(number)}", model.LABELLED_SCHEMA, options,
+                          model.ROW_GROUP)
         counts = model.counts(training)
     with _timed(seconds, "analytics"):
         partials = analytics.partials(cleaned, settings.tag, settings.labels)

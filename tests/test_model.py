@@ -1,12 +1,14 @@
-"""The classifier's data: which questions are labelled, how, and which are held back."""
+"""The classifier's data: which questions are labelled, how, which are held back, and how they are batched."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from pipeline import clean, model
+from pipeline import clean, hashing, model
+from pipeline.output import write_parquet
 
 
 def test_held_back_fraction_and_seed():
@@ -44,3 +46,31 @@ def test_label_counts_and_the_skip_rule():
         {"python": {"train": 5, "test": 2}, "r": {"train": 0, "test": 9}}, min_questions=1)
     assert "no question was held back" in model.reason_to_skip(
         {"python": {"train": 5, "test": 0}, "r": {"train": 3, "test": 0}}, min_questions=1)
+
+
+def test_batches_take_the_training_questions_in_input_order_whatever_the_files():
+    # 3 + 0 + 5 + 2 training questions in batches of 4: across file ends, empty files left out.
+    got = model.batches(["a", "b", "c", "d"], [3, 0, 5, 2], size=4)
+    assert got == [[("a", 0, 3), ("c", 0, 1)], [("c", 1, 5)], [("d", 0, 2)]]
+
+    def numbered(batched, first):  # each batch as the input positions of its questions
+        return [[first[path] + q for path, start, stop in batch for q in range(start, stop)] for batch in batched]
+
+    # The same ten questions cut into other files make batches of the same questions.
+    other = model.batches(["x", "y"], [7, 3], size=4)
+    assert numbered(got, {"a": 0, "c": 3, "d": 8}) == numbered(other, {"x": 0, "y": 7}) == [
+        [0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert model.batches([], [], size=4) == [] and model.batches(["a"], [0], size=4) == []
+
+
+def test_a_batch_reads_its_rows_from_the_row_groups_that_hold_them(tmp_path):
+    frame = pd.DataFrame({"site": "s", "id": range(10), "text": [f"word{i}" for i in range(10)],
+                          "label": [i % 2 for i in range(10)], "test": [False] * 7 + [True] * 3})
+    path = str(tmp_path / "part.0.parquet")
+    write_parquet(frame.astype({"label": "int8"}), path, model.LABELLED_SCHEMA, {}, row_group_size=3)
+    assert pq.ParquetFile(path).num_row_groups == 4
+    # Training rows 2..6: the end of the first row group, all of the second, the start of the third.
+    assert model.targets([(path, 2, 6)], {}).tolist() == [0, 1, 0, 1]
+    assert model.targets([(path, 0, 1), (path, 6, 7)], {}).tolist() == [0, 0]
+    expected = hashing.transform(pa.array([f"word{i}" for i in range(2, 7)], pa.large_string()))
+    assert (model.features([(path, 2, 7)], {}) != expected).nnz == 0

@@ -103,14 +103,11 @@ def minio(kubectl, secret_values) -> S3Store:
 
 def figures(report: dict) -> dict:
     """What a report found: all but where it read and wrote (and the site named after it), how it was split
-    into tasks (a local file and an S3 object of the same bytes can be read in a different number of blocks),
-    how long it took, with which versions, and the classifier's accuracy (compared on its own: the order in
-    which workers feed the model moves it a little)."""
+    into tasks (the blocks follow the workers that had joined), how long it took and with which versions.
+    The classifier's scores are in: the model does not depend on the blocks."""
     left_out = ("site", "inputs", "output", "settings", "tasks_by_stage", "timings", "compute_seconds_by_stage",
                 "versions")
-    found = {k: v for k, v in report.items() if k not in left_out}
-    found["classifier"] = {k: v for k, v in found["classifier"].items() if k not in ("accuracy", "confusion_matrix")}
-    return found
+    return {k: v for k, v in report.items() if k not in left_out}
 
 
 def test_the_run_succeeded_and_says_where_its_results_are(kubectl, demo):
@@ -142,7 +139,6 @@ def test_results_in_the_object_store_equal_a_local_run_of_the_sample(kubectl, de
     assert {"python", "r"} <= set(got["classifier"]["tags"]), got["classifier"]
     assert got["counts"]["questions"] > 1000, got["counts"]
     assert figures(got) == figures(expected)
-    assert got["classifier"]["accuracy"] == pytest.approx(expected["classifier"]["accuracy"], abs=0.01)
     # report.html is served through the port-forward without a key, as the demo prints.
     with urllib.request.urlopen(f"{minio.endpoint}/{BUCKET}/runs/{demo['run']}/report.html", timeout=10) as page:
         assert b"<html" in page.read(2000).lower()
