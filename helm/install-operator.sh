@@ -40,7 +40,7 @@ tool() { if [ -x ".tools/bin/$1" ]; then echo ".tools/bin/$1"; else command -v "
 HELM=${HELM:-$(tool helm)}
 KUBECTL=${KUBECTL:-$(tool kubectl)}
 PYTHON=${PYTHON:-.venv/bin/python}
-[ -n "$HELM" ] && [ -n "$KUBECTL" ] || { echo "install-operator.sh: helm and kubectl are needed" >&2; exit 2; }
+if [ -z "$HELM" ] || [ -z "$KUBECTL" ]; then echo "install-operator.sh: helm and kubectl are needed" >&2; exit 2; fi
 
 CHART=$("$PYTHON" -c 'import pathlib, dask_kubernetes; print(pathlib.Path(dask_kubernetes.__file__).parent / "operator/deployment/helm/dask-kubernetes-operator")')
 VERSION=$("$PYTHON" -c 'import dask_kubernetes; print(dask_kubernetes.__version__)')
