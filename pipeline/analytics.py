@@ -22,7 +22,8 @@ PARTIALS_META = pd.DataFrame(
 
 def _counts(kind: str, values: pa.Array) -> pd.DataFrame:
     counted = pc.value_counts(values).flatten() if len(values) else [pa.array([]), pa.array([], pa.int64())]
-    return pd.DataFrame({"kind": kind, "key": counted[0].to_pylist(), "count": counted[1].to_numpy(zero_copy_only=False)})
+    return pd.DataFrame({"kind": kind, "key": counted[0].to_pylist(),
+                         "count": counted[1].to_numpy(zero_copy_only=False)})
 
 
 def partials(questions: pd.DataFrame, tag: str, classifier_tags: tuple[str, str]) -> pd.DataFrame:
@@ -39,7 +40,8 @@ def partials(questions: pd.DataFrame, tag: str, classifier_tags: tuple[str, str]
             _counts("tag", flat),
             _counts("cooccur", pc.filter(flat, beside)),
             _counts("year", pa.array(years.to_numpy())),
-            pd.DataFrame({"kind": ["labelled", "with_tag"], "key": [None, None], "count": [labelled, int(with_tag.sum())]}),
+            pd.DataFrame({"kind": ["labelled", "with_tag"], "key": [None, None],
+                          "count": [labelled, int(with_tag.sum())]}),
         ],
         ignore_index=True,
     ).astype(PARTIALS_META.dtypes.to_dict())
@@ -58,11 +60,14 @@ def combine(parts: pd.DataFrame, tag: str, top: int) -> dict:
     totals = parts.groupby(["kind", "key"], dropna=False)["count"].sum()
 
     def of(kind: str) -> pd.Series:
-        return totals.xs(kind, level="kind") if kind in totals.index.get_level_values("kind") else pd.Series(dtype="int64")
+        if kind not in totals.index.get_level_values("kind"):
+            return pd.Series(dtype="int64")
+        return totals.xs(kind, level="kind")
 
     years = of("year")
     return {
-        "cooccurrence": {"tag": tag, "questions_with_tag": int(of("with_tag").sum()), "top": ranked(of("cooccur"), top)},
+        "cooccurrence": {"tag": tag, "questions_with_tag": int(of("with_tag").sum()),
+                         "top": ranked(of("cooccur"), top)},
         "top_tags": ranked(of("tag"), top),
         "tag_counts": of("tag"),
         "questions_per_year": {str(int(y)): int(n) for y, n in sorted(years.items())},

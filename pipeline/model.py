@@ -221,7 +221,8 @@ def train(files: list[str], block_counts: pd.DataFrame, labels: tuple[str, str],
     # It goes into the graph once, as a key every block depends on.
     fitted = classifier.estimator_.sparsify()
     shared = dask.delayed(fitted, pure=True)
-    scored = dask.compute([dask.delayed(score_block)(f, storage_options, shared) for f, n in zip(files, n_test) if n])[0]
+    scoring = [dask.delayed(score_block)(f, storage_options, shared) for f, n in zip(files, n_test) if n]
+    scored = dask.compute(scoring)[0]
     if not scored:
         scored = [(np.empty(0, "int8"), np.empty(0, "int8"), np.empty(0, "int64"))]
     predicted, actual, test_ids = (np.concatenate(part) for part in zip(*scored))

@@ -42,7 +42,8 @@ def test_every_default_is_documented_and_valid():
 def test_precedence_defaults_file_environment_flags(tmp_path):
     assert config.get("cluster.local.n-workers") == 2
     user = tmp_path / "mine.yaml"
-    user.write_text("posts-pipeline:\n  analytics:\n    tag: r\n    top: 5\n  cluster:\n    local:\n      n-workers: 3\n")
+    user.write_text("posts-pipeline:\n  analytics:\n    tag: r\n    top: 5\n"
+                    "  cluster:\n    local:\n      n-workers: 3\n")
     env = {"POSTS_PIPELINE__CLUSTER__LOCAL__N_WORKERS": "4", "POSTS_PIPELINE__ANALYTICS__TOP": "7", "UNRELATED": "x"}
     config.load(user, flags={"cluster.local.n-workers": 5, "analytics.tag": None}, environ=env)
     assert config.get("analytics.tag") == "r"  # file (flag not given)

@@ -14,6 +14,7 @@ import pytest
 from pipeline import cli, model, run
 from pipeline.errors import PipelineError
 from pipeline.output import part_file
+
 import reference
 from support import write_posts
 

@@ -10,8 +10,9 @@ import urllib.request
 
 import pytest
 
-from support import free_port
 from pipeline import cli, cluster
+
+from support import free_port
 
 
 def versions(python="3.11.7", **packages):
@@ -44,7 +45,8 @@ def scheduler():
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     dask = [sys.executable, "-m", "dask"]
-    procs = [subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address", ":0"],
+    procs = [subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--dashboard-address", ":0"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
     procs.append(subprocess.Popen([*dask, "worker", address, "--nworkers", "2", "--nthreads", "1"],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))

@@ -23,7 +23,8 @@ SERVE = (
 )
 FETCH = (
     "if command -v python3 >/dev/null; then "
-    "python3 -c 'import sys,urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \"$0\"; "
+    "python3 -c 'import sys,urllib.request; "
+    "print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())' \"$0\"; "
     "else busybox wget -q -T 5 -O - \"$0\"; fi"
 )
 
