@@ -161,3 +161,19 @@ def test_the_pushgateway_flag_sets_the_setting():
     args = cli.parser().parse_args(["run", "--pushgateway", "http://pushgateway:9091"])
     config.load(flags={key: getattr(args, dest) for dest, key in cli.RUN_SETTINGS.items()}, environ={})
     assert load_settings().metrics.pushgateway == "http://pushgateway:9091"
+
+
+def test_the_scheduler_serves_prometheus_metrics_on_its_dashboard_port():
+    """What Kubernetes' scheduler Service exposes (port http-dashboard): real metrics, not Dask's placeholder
+    for a missing prometheus_client."""
+    import urllib.request
+
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address="127.0.0.1:0") as local:
+        with Client(local):
+            port = local.scheduler.http_server.port
+            text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+            got = samples(text)
+            assert got[("dask_scheduler_clients", ())] >= 1
+            assert sum(v for (name, _), v in got.items() if name == "dask_scheduler_workers") == 1
