@@ -10,6 +10,7 @@ are scraped from its dashboard port (``/metrics``) while it runs.
 from __future__ import annotations
 
 import logging
+from http.client import HTTPException
 from importlib import metadata
 
 from prometheus_client import CollectorRegistry, Gauge, Info, generate_latest, push_to_gateway
@@ -65,18 +66,17 @@ def exposition(result: Report) -> bytes:
     return generate_latest(registry(result))
 
 
-def push(result: Report, settings: MetricsSettings) -> bool:
+def push(result: Report, settings: MetricsSettings) -> None:
     """Push the figures to ``settings.pushgateway`` (grouped by ``settings.job``, replacing the previous run's).
 
     The results are already committed: a Pushgateway that is down or refuses is a warning, not a failed run.
     """
     if not settings.pushgateway:
-        return False
+        return
     try:
         push_to_gateway(settings.pushgateway, job=settings.job, registry=registry(result), timeout=PUSH_TIMEOUT)
-    except (OSError, ValueError) as e:  # URLError and HTTPError are OSErrors
+    except (OSError, HTTPException, ValueError) as e:  # URLError and HTTPError are OSErrors
         log.warning("could not push the run's metrics to the Pushgateway at %s: %s (they are in metrics.prom)",
                     settings.pushgateway, e)
-        return False
+        return
     log.info("metrics pushed to the Pushgateway at %s (job %s)", settings.pushgateway, settings.job)
-    return True

@@ -130,6 +130,15 @@ def test_adapt_and_idle_timeout():
             settings(adapt=bad)
 
 
+def test_the_scheduler_service_exposes_the_dashboard_port_that_serves_metrics():
+    """Prometheus (and the chart's PodMonitor, by port name) reaches /metrics on the scheduler's dashboard port."""
+    scheduler = kubernetes.cluster_spec(settings(), "posts-abc", environ={})["spec"]["scheduler"]
+    container_ports = {p["name"]: p["containerPort"] for p in scheduler["spec"]["containers"][0]["ports"]}
+    service_ports = {p["name"]: (p["port"], p["targetPort"]) for p in scheduler["service"]["ports"]}
+    assert container_ports["http-dashboard"] == 8787
+    assert service_ports["http-dashboard"] == (8787, "http-dashboard")
+
+
 GPU = {"worker-resources": {"requests": {"cpu": "2", "memory": "8Gi"},
                              "limits": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": 1}},
        "worker-node-selector": {"nvidia.com/gpu.present": "true"},
