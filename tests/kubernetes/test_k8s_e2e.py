@@ -28,6 +28,7 @@ from support import (
     Kubectl,
     S3Store,
     assert_same_results,
+    chart,
     create_pipeline_user,
     free_port,
     generate_dump,
@@ -419,11 +420,10 @@ def test_helm_upgrade_changes_schedule_arguments_and_settings_and_rollback_resto
     """`helm upgrade` with other values: the CronJob's schedule and arguments and the ConfigMap change, the next
     run uses them (--top 5: five top tags, the reference's first five), the release is deployed at revision 2;
     `helm rollback` brings revision 1's values back."""
-    chart = REPO / "helm" / "posts-pipeline"
     with other_release(k, s3, "upgrade") as cronjob:
         before = k.json("get", "cronjob", cronjob)
         assert before["spec"]["schedule"] == "0 0 1 1 *"
-        k.helm("upgrade", "upgrade", chart, *chart_values(s3, "s3-creds"), "--set", "tests.enabled=false",
+        k.helm("upgrade", "upgrade", chart.CHART, *chart_values(s3, "s3-creds"), "--set", "tests.enabled=false",
                "--set", "run.schedule=30 2 * * *", "--set", "dask.workers=1",
                "--set-json", f'run.extraArgs=["--blocksize","{BLOCKSIZE}","--no-progress","--top","5"]',
                "--wait", "--timeout", "3m")
@@ -491,6 +491,13 @@ def test_the_schedulers_metrics_are_scraped_through_its_service_during_a_run(k, 
     service = k.json("get", "service", f"{cluster}-scheduler")
     assert {"name": "http-dashboard", "port": 8787} in [{"name": p["name"], "port": p["port"]}
                                                          for p in service["spec"]["ports"]]
+    # The chart's PodMonitor (kind has no prometheus-operator: rendered here) selects this scheduler pod, no other.
+    docs = chart.render(str(TOOLS / "helm"), [], extra=[
+        *chart.OPTIONAL_APIS, "--set", "metrics.podMonitor.enabled=true",
+        "--set", "run.input=s3://posts/Posts.xml", "--set", "run.outputPrefix=s3://posts/runs"])
+    selector = next(d for d in docs if d["kind"] == "PodMonitor")["spec"]["selector"]["matchLabels"]
+    selected = pods(k, ",".join(f"{key}={value}" for key, value in selector.items()))
+    assert [p["metadata"]["name"] for p in selected] == [scheduler["metadata"]["name"]]
     assert wait_job(k, "metrics-1") == "Complete", job_logs(k, "metrics-1")
     wait_for(lambda: not daskclusters(k), 120, "the run's DaskCluster to be deleted")
 
