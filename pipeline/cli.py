@@ -59,6 +59,7 @@ RUN_SETTINGS = {
     "allow_malformed": "malformed.allow",
     "progress": "progress",
     "visualize": "visualize",
+    "pushgateway": "metrics.pushgateway",
 }
 # Config key → the flag that sets it, for error messages.
 FLAGS = {key: "--" + dest.replace("_", "-") for dest, key in RUN_SETTINGS.items()} | {
@@ -135,6 +136,9 @@ def _add_run(sub) -> None:
     ux.add_argument("--progress", dest="progress", action="store_true", default=None, help="show a progress bar [progress]")
     ux.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     ux.add_argument("--visualize", metavar="FILE", help="write the task graph to FILE (.svg/.png; needs graphviz) [visualize]")
+    ux.add_argument("--pushgateway", metavar="URL",
+                    help="push the run's figures (metrics.prom) to this Prometheus Pushgateway once the results are "
+                    "complete, e.g. http://pushgateway:9091 [metrics.pushgateway]")
     p.set_defaults(command=_run)
 
 

@@ -132,6 +132,11 @@ def cluster_spec(settings: KubernetesSettings | Mapping, name: str, owner: dict 
     scheduler["spec"]["containers"][0]["args"] = ["dask", "scheduler", "--host", "0.0.0.0"]
     _harden(worker["spec"], worker["spec"]["containers"][0], settings, env, env_from,
             settings.worker_resources, {**labels, "app.kubernetes.io/component": "dask-worker"}, worker)
+    # Where workers may run: GPU nodes are usually labelled, and tainted to keep other pods off them.
+    if settings.worker_node_selector:
+        worker["spec"]["nodeSelector"] = dict(settings.worker_node_selector)
+    if settings.worker_tolerations:
+        worker["spec"]["tolerations"] = copy.deepcopy(list(settings.worker_tolerations))
     _harden(scheduler["spec"], scheduler["spec"]["containers"][0], settings, env, env_from,
             settings.scheduler_resources, {**labels, "app.kubernetes.io/component": "dask-scheduler"}, scheduler)
     return spec

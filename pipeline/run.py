@@ -30,7 +30,20 @@ import pandas as pd
 import pyarrow as pa
 from distributed import Client, get_task_stream, progress
 
-from pipeline import analytics, clean, cluster, config, duplicates, model, parse, questions, read, report, sites
+from pipeline import (
+    analytics,
+    clean,
+    cluster,
+    config,
+    duplicates,
+    metrics,
+    model,
+    parse,
+    questions,
+    read,
+    report,
+    sites,
+)
 from pipeline.errors import PipelineError
 from pipeline.output import RunDirectory, part_file, write_parquet
 from pipeline.settings import load as load_settings
@@ -283,6 +296,7 @@ def write(out: RunDirectory, result: report.Report) -> None:
             out.write(result.site_file(site, "report.html"), report.to_html(result, site))
     if test_split:
         out.write("test_split.csv", pd.concat(test_split).to_csv(index=False))
+    out.write("metrics.prom", metrics.exposition(result))
     out.write("report.json", report.to_json(result))
     out.write(result.page, report.index_html(result) if result.many else report.to_html(result, *result.sites.values()))
 
@@ -403,5 +417,6 @@ def run(inputs: list[str] | str | None = None, output: str | None = None) -> rep
     except BaseException:
         out.abort()
         raise
+    metrics.push(result, settings.metrics)
     log.info("results in %s (%s, report.json)", out.url, result.page)
     return result

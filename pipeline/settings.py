@@ -67,7 +67,9 @@ class KubernetesSettings:
     adapt: tuple[int, int] | None  # (MIN, MAX) workers, or None for a fixed n_workers
     threads_per_worker: int
     worker_memory_limit: str  # "auto" or a size, as `dask worker --memory-limit` takes it
-    worker_resources: dict
+    worker_resources: dict  # requests and limits; extended resources (nvidia.com/gpu) too
+    worker_node_selector: dict[str, str]  # nodeSelector of the worker pods, e.g. GPU nodes
+    worker_tolerations: tuple[dict, ...]  # taints of those nodes the worker pods tolerate
     scheduler_resources: dict
     env: dict[str, str]
     forward_env: tuple[str, ...]
@@ -123,6 +125,12 @@ class ReportSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    pushgateway: str | None  # http(s) URL; None: metrics.prom in the run directory only
+    job: str  # the Pushgateway's job label: each run replaces the previous run's figures
+
+
+@dataclass(frozen=True)
 class Settings:
     """Everything under ``posts-pipeline``, checked."""
 
@@ -138,6 +146,7 @@ class Settings:
     classifier: ClassifierSettings
     malformed: MalformedSettings
     report: ReportSettings
+    metrics: MetricsSettings
     progress: bool | str  # True, False or "auto"
     visualize: str | None
 
@@ -160,7 +169,8 @@ class Settings:
 # Where each group lives, for a group given as its own mapping (``section``).
 PREFIXES = {Settings: "", ClusterSettings: "cluster.", LocalSettings: "cluster.local.",
             KubernetesSettings: "cluster.kubernetes.", CleanSettings: "clean.", AnalyticsSettings: "analytics.",
-            ClassifierSettings: "classifier.", ReportSettings: "report."}
+            ClassifierSettings: "classifier.", ReportSettings: "report.",
+            MetricsSettings: "metrics."}
 
 
 class Invalid(ValueError):
@@ -293,6 +303,11 @@ def secret_env(value: Mapping) -> dict[str, tuple[str, str]]:
     return refs
 
 
+def resources(value: Mapping) -> dict:
+    """Requests and limits with every quantity a string: the DaskCluster CRD takes no numbers (nvidia.com/gpu: 1)."""
+    return {part: {name: str(n) for name, n in (amounts or {}).items()} for part, amounts in value.items()}
+
+
 def storage_options(value: Mapping) -> dict:
     endpoint = value.get("endpoint_url")
     if isinstance(endpoint, str) and config.redacted_url(endpoint) != endpoint:
@@ -335,6 +350,8 @@ PARSERS: dict[str, Callable[[Any], Any]] = {
     "cluster.kubernetes.name": cluster_name_template,
     "cluster.kubernetes.adapt": parse_adapt,
     "cluster.kubernetes.worker-memory-limit": kube_memory_limit,
+    "cluster.kubernetes.worker-resources": resources,
+    "cluster.kubernetes.scheduler-resources": resources,
     "cluster.kubernetes.env": plain_env,
     "cluster.kubernetes.forward-env": forward_env,
     "cluster.kubernetes.secret-env": secret_env,

@@ -213,3 +213,62 @@ def test_helm_tests_check_permissions_and_s3(helm):
     assert names == ["posts-posts-pipeline-test-permissions", "posts-posts-pipeline-test-s3"]
     for p in pods:
         assert chart.restricted_violations(p["metadata"]["name"], p["spec"]) == []
+
+
+PODMONITOR_API = ["--api-versions", "monitoring.coreos.com/v1/PodMonitor"]
+
+
+@pytest.mark.parametrize("args, rendered", [
+    ([], False),  # off by default
+    (["--set", "metrics.podMonitor.enabled=true"], False),  # no prometheus-operator in the cluster
+    (PODMONITOR_API, False),
+    (["--set", "metrics.podMonitor.enabled=true", *PODMONITOR_API], True),
+])
+def test_podmonitor_only_when_enabled_and_the_api_exists(helm, args, rendered):
+    kinds = by_kind(template(helm, *REQUIRED, *args))
+    assert ("PodMonitor" in kinds) == rendered
+
+
+def test_podmonitor_scrapes_the_schedulers_metrics_and_not_the_workers(helm):
+    docs = template(helm, *REQUIRED, "--set", "metrics.podMonitor.enabled=true", "--set",
+                    "metrics.podMonitor.labels.release=prometheus", *PODMONITOR_API)
+    monitor = by_kind(docs)["PodMonitor"][0]
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["podMetricsEndpoints"] == [{"port": "http-dashboard", "path": "/metrics", "interval": "15s"}]
+    cluster = chart.driver_daskcluster(docs)
+    assert chart.podmonitor_problems(monitor, cluster) == []
+    monitor["spec"]["selector"]["matchLabels"] = {"app.kubernetes.io/part-of": "posts-pipeline"}
+    monitor["spec"]["podMetricsEndpoints"][0]["port"] = "metrics"
+    found = chart.podmonitor_problems(monitor, cluster)
+    assert any("selects the worker pods too" in p for p in found) and any("'metrics'" in p for p in found)
+
+
+def test_pushgateway_reaches_the_drivers_settings(helm):
+    docs = template(helm, *REQUIRED, "--set", "metrics.pushgateway=http://pushgateway.monitoring:9091")
+    cfg = yaml.safe_load(by_kind(docs)["ConfigMap"][0]["data"]["pipeline.yaml"])["posts-pipeline"]
+    assert cfg["metrics"] == {"pushgateway": "http://pushgateway.monitoring:9091", "job": "posts-posts-pipeline"}
+    cfg = yaml.safe_load(by_kind(template(helm, *REQUIRED))["ConfigMap"][0]["data"]["pipeline.yaml"])
+    assert cfg["posts-pipeline"]["metrics"]["pushgateway"] is None
+
+
+def test_gpu_values_reach_the_worker_pods_the_driver_creates(helm):
+    """ci/gpu-values.yaml → ConfigMap → the driver's settings → the DaskCluster's worker pods (not the scheduler's)."""
+    cluster = chart.driver_daskcluster(template(helm, "-f", str(CHART / "ci" / "gpu-values.yaml")))
+    worker, scheduler = cluster["spec"]["worker"]["spec"], cluster["spec"]["scheduler"]["spec"]
+    assert worker["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert worker["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert worker["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert "nodeSelector" not in scheduler and "tolerations" not in scheduler
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set-json", 'dask.workerTolerations=[{"key":"nvidia.com/gpu","operator":"Maybe"}]'],
+     "/dask/workerTolerations/0/operator"),
+    (["--set-json", 'dask.workerTolerations=[{"kye":"nvidia.com/gpu"}]'], "additional properties 'kye'"),
+    (["--set-json", 'dask.workerNodeSelector={"nvidia.com/gpu.present":true}'], "/dask/workerNodeSelector"),
+    (["--set", "metrics.pushgateway=pushgateway:9091"], "/metrics/pushgateway"),
+    (["--set", "metrics.podMonitor.interval=often"], "/metrics/podMonitor/interval"),
+])
+def test_values_schema_rejects_wrong_gpu_and_metrics_values(helm, args, message):
+    proc = template(helm, *REQUIRED, *args, check_rc=False)
+    assert proc.returncode != 0 and message in proc.stderr, proc.stderr

@@ -4,7 +4,9 @@ namespace enforcing the restricted Pod Security Standard → moto's S3 server in
 generated Posts.xml → the operator (helm/install-operator.sh) and the application chart (helm install)
 → `helm test` → `kubectl create job --from=cronjob/...` runs whose results equal a LocalCluster's →
 a worker pod deleted mid-run → a wrong credential failing clearly with nothing left behind →
-`kubectl auth can-i` of the driver's ServiceAccount → `helm uninstall` leaving nothing.
+a run started by `helm install` (run.onInstall) → `helm upgrade` and `helm rollback` → the scheduler's
+Prometheus metrics scraped through its Service during a run → `kubectl auth can-i` of the driver's
+ServiceAccount → `helm uninstall` leaving nothing.
 Timings (job creation → first worker running, total) are printed and written to
 .tools/e2e-k8s-timings.json.
 """
@@ -20,11 +22,13 @@ import uuid
 from pathlib import Path
 
 import pytest
+import yaml
 
 from support import (
     Kubectl,
     S3Store,
     assert_same_results,
+    chart,
     create_pipeline_user,
     free_port,
     generate_dump,
@@ -384,6 +388,118 @@ def test_deleting_a_running_job_deletes_its_dask_cluster_and_partial_output(k, r
     TIMINGS["sigterm_to_cluster_gone_s"] = round(time.monotonic() - t0, 1)
     save_timings()
     wait_for(lambda: s3.keys("runs/run-3") == [], 60, "the interrupted run's partial output to be removed")
+
+
+def test_run_on_install_completes_and_a_helm_upgrade_turning_it_off_keeps_its_results(k, release, s3, reference):
+    """run.onInstall: `helm install` itself starts a run (the release's Job <fullname>-install), whose results
+    land in the object store; the upgrade that turns it off (as values.yaml says to before changing run
+    settings) succeeds, takes the finished Job out of the release and leaves its results alone."""
+    with other_release(k, s3, "oninstall", "--set", "run.onInstall=true") as cronjob:
+        job = f"{cronjob}-install"
+        SUBMITTED.append(job)
+        t0 = time.monotonic()
+        state = wait_job(k, job)
+        TIMINGS["run_on_install_total_s"] = round(time.monotonic() - t0, 1)
+        save_timings()
+        assert state == "Complete", job_logs(k, job)
+        assert_same_results(s3.report(f"runs/{job}"), reference)
+        wait_for(lambda: not daskclusters(k), 120, "the install run's DaskCluster to be deleted")
+        k.helm("upgrade", "oninstall", REPO / "helm" / "posts-pipeline", *chart_values(s3, "s3-creds"),
+               "--set", "tests.enabled=false", "--set", "run.onInstall=false", "--set", "dask.workers=1",
+               "--wait", "--timeout", "3m")
+        wait_for(lambda: job not in [j["metadata"]["name"] for j in k.json("get", "jobs")["items"]], 120,
+                 "the install Job to leave the release")
+        assert_same_results(s3.report(f"runs/{job}"), reference)  # the finished run's results stay
+
+
+def helm_status(k, name: str) -> dict:
+    return json.loads(k.helm("status", name, "-o", "json").stdout)
+
+
+def test_helm_upgrade_changes_schedule_arguments_and_settings_and_rollback_restores_them(k, release, s3, reference):
+    """`helm upgrade` with other values: the CronJob's schedule and arguments and the ConfigMap change, the next
+    run uses them (--top 5: five top tags, the reference's first five), the release is deployed at revision 2;
+    `helm rollback` brings revision 1's values back."""
+    with other_release(k, s3, "upgrade") as cronjob:
+        before = k.json("get", "cronjob", cronjob)
+        assert before["spec"]["schedule"] == "0 0 1 1 *"
+        k.helm("upgrade", "upgrade", chart.CHART, *chart_values(s3, "s3-creds"), "--set", "tests.enabled=false",
+               "--set", "run.schedule=30 2 * * *", "--set", "dask.workers=1",
+               "--set-json", f'run.extraArgs=["--blocksize","{BLOCKSIZE}","--no-progress","--top","5"]',
+               "--wait", "--timeout", "3m")
+        status = helm_status(k, "upgrade")
+        assert (status["info"]["status"], status["version"]) == ("deployed", 2)
+        after = k.json("get", "cronjob", cronjob)
+        assert after["spec"]["schedule"] == "30 2 * * *" and after["spec"]["suspend"] is True
+        args = after["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert args[-2:] == ["--top", "5"]
+        config_map = yaml.safe_load(k.json("get", "configmap", cronjob)["data"]["pipeline.yaml"])
+        assert config_map["posts-pipeline"]["cluster"]["kubernetes"]["n-workers"] == 1
+        submit(k, "upgraded-1", cronjob=cronjob)
+        state = wait_job(k, "upgraded-1")
+        assert state == "Complete", job_logs(k, "upgraded-1")
+        got = s3.report("runs/upgraded-1")
+        assert got["counts"]["questions"] == reference["counts"]["questions"]
+        assert got["top_tags"] == reference["top_tags"][:5]
+        assert got["cooccurrence"]["top"] == reference["cooccurrence"]["top"][:5]
+        wait_for(lambda: not daskclusters(k), 120, "the upgraded run's DaskCluster to be deleted")
+        k.helm("rollback", "upgrade", "1", "--wait", "--timeout", "3m")
+        rolled = k.json("get", "cronjob", cronjob)
+        assert rolled["spec"]["schedule"] == "0 0 1 1 *"
+        assert "--top" not in rolled["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+        assert helm_status(k, "upgrade")["info"]["status"] == "deployed"
+
+
+# Run in the driver's container (the project image): GET a URL, print the body.
+SCRAPE = "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
+
+
+def test_the_schedulers_metrics_are_scraped_through_its_service_during_a_run(k, release, s3):
+    """From a pod (the run's driver) through the scheduler's Service, as Prometheus would: Dask's real metrics
+    (prometheus_client is in the image), with the run's client and its workers in them."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    submit(k, "metrics-1")
+
+    def scheduler_ready():
+        ready = [p for p in pods(k, "dask.org/component=scheduler") if not p["metadata"].get("deletionTimestamp")
+                 and any(c["type"] == "Ready" and c["status"] == "True" for c in p["status"].get("conditions") or [])]
+        if not ready and job_state(k, "metrics-1"):
+            raise AssertionError(f"metrics-1 ended before its scheduler was ready:\n{job_logs(k, 'metrics-1')}")
+        return ready
+
+    scheduler = wait_for(scheduler_ready, 600, "the run's scheduler to be ready")[0]
+    cluster = scheduler["metadata"]["labels"]["dask.org/cluster-name"]
+    url = f"http://{cluster}-scheduler.{k.namespace}:8787/metrics"
+    scrapes = []
+
+    def scrape_with_a_worker():
+        proc = k.run("exec", "job/metrics-1", "-c", "driver", "--", "python", "-c", SCRAPE, url, check=False)
+        if proc.returncode:
+            if job_state(k, "metrics-1"):
+                raise AssertionError(f"the run ended before a scrape showed a worker; scrapes: {scrapes}")
+            return None
+        got = {(s.name, s.labels.get("state")): s.value
+               for family in text_string_to_metric_families(proc.stdout) for s in family.samples}
+        scrapes.append(got)
+        workers = sum(v for (name, _), v in got.items() if name == "dask_scheduler_workers")
+        return got if workers >= 1 else None
+
+    got = wait_for(scrape_with_a_worker, 300, f"a scrape of {url} that counts a worker", interval=1)
+    assert got[("dask_scheduler_clients", None)] >= 1  # the driver's client
+    assert any(name == "dask_scheduler_tasks" for name, _ in got)
+    service = k.json("get", "service", f"{cluster}-scheduler")
+    assert {"name": "http-dashboard", "port": 8787} in [{"name": p["name"], "port": p["port"]}
+                                                         for p in service["spec"]["ports"]]
+    # The chart's PodMonitor (kind has no prometheus-operator: rendered here) selects this scheduler pod, no other.
+    docs = chart.render(str(TOOLS / "helm"), [], extra=[
+        *chart.OPTIONAL_APIS, "--set", "metrics.podMonitor.enabled=true",
+        "--set", "run.input=s3://posts/Posts.xml", "--set", "run.outputPrefix=s3://posts/runs"])
+    selector = next(d for d in docs if d["kind"] == "PodMonitor")["spec"]["selector"]["matchLabels"]
+    selected = pods(k, ",".join(f"{key}={value}" for key, value in selector.items()))
+    assert [p["metadata"]["name"] for p in selected] == [scheduler["metadata"]["name"]]
+    assert wait_job(k, "metrics-1") == "Complete", job_logs(k, "metrics-1")
+    wait_for(lambda: not daskclusters(k), 120, "the run's DaskCluster to be deleted")
 
 
 @pytest.mark.parametrize("verb, resource, namespace, allowed", [

@@ -130,6 +130,56 @@ def test_adapt_and_idle_timeout():
             settings(adapt=bad)
 
 
+def test_the_scheduler_service_exposes_the_dashboard_port_that_serves_metrics():
+    """Prometheus (and the chart's PodMonitor, by port name) reaches /metrics on the scheduler's dashboard port."""
+    scheduler = kubernetes.cluster_spec(settings(), "posts-abc", environ={})["spec"]["scheduler"]
+    container_ports = {p["name"]: p["containerPort"] for p in scheduler["spec"]["containers"][0]["ports"]}
+    service_ports = {p["name"]: (p["port"], p["targetPort"]) for p in scheduler["service"]["ports"]}
+    assert container_ports["http-dashboard"] == 8787
+    assert service_ports["http-dashboard"] == (8787, "http-dashboard")
+
+
+GPU = {"worker-resources": {"requests": {"cpu": "2", "memory": "8Gi"},
+                             "limits": {"cpu": "4", "memory": "16Gi", "nvidia.com/gpu": 1}},
+       "worker-node-selector": {"nvidia.com/gpu.present": "true"},
+       "worker-tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}
+
+
+def test_a_gpu_worker_group_asks_for_gpus_on_gpu_nodes_only(kubernetes_version):
+    """Workers get the GPU limit, the node selector and the toleration; the scheduler stays where it was."""
+    spec = kubernetes.cluster_spec(settings(**GPU), "posts-abc", environ={})
+    worker, scheduler = pods_of(spec)["worker"], pods_of(spec)["scheduler"]
+    assert worker["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"  # the CRD takes strings only
+    assert worker["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert worker["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    assert "nodeSelector" not in scheduler and "tolerations" not in scheduler
+    assert "nvidia.com/gpu" not in scheduler["containers"][0]["resources"]["limits"]
+    assert check.validate_daskcluster(spec) == []
+    pytest.importorskip("kubernetes_validate", reason="kubernetes-validate belongs in requirements/test-lock.txt")
+    doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": worker}
+    assert check.validate_manifest(doc, kubernetes_version) == []
+
+
+def test_workers_go_anywhere_by_default():
+    worker = pods_of(kubernetes.cluster_spec(settings(), "posts-abc", environ={}))["worker"]
+    assert "nodeSelector" not in worker and "tolerations" not in worker
+
+
+@pytest.mark.parametrize("over, message", [
+    ({"worker-resources": {"limits": {"gpu": 1}}}, "worker-resources.limits must be a mapping of resource names"),
+    ({"worker-resources": {"limits": {"nvidia.com/gpu": "one"}}},
+     "worker-resources.limits.nvidia.com/gpu must be a Kubernetes quantity"),
+    ({"worker-node-selector": {"nvidia.com/gpu.present": True}},
+     "worker-node-selector.nvidia.com/gpu.present must be a string, not true"),
+    ({"worker-tolerations": [{"key": "nvidia.com/gpu", "operator": "Maybe"}]},
+     "worker-tolerations must be a list of Kubernetes tolerations"),
+    ({"worker-tolerations": {"key": "nvidia.com/gpu"}}, "worker-tolerations must be a list of Kubernetes tolerations"),
+])
+def test_gpu_placement_mistakes_are_one_line_naming_the_key(over, message):
+    with pytest.raises(PipelineError, match=f"^cluster.kubernetes.{message}"):
+        settings(**over)
+
+
 def test_cluster_names_are_unique_and_valid():
     names = {kubernetes.cluster_name("posts-{uuid}") for _ in range(20)}
     assert len(names) == 20 and all(pipeline_settings.CLUSTER_NAME.match(n) for n in names)

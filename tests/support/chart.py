@@ -4,7 +4,9 @@
 
 1. renders helm/posts-pipeline with each values file (`helm template`, hooks and tests included) and
    validates every manifest against the Kubernetes schemas of that version (kubernetes-validate, strict:
-   unknown fields are errors), and checks the restricted Pod Security Standard on every pod template;
+   unknown fields are errors), and checks the restricted Pod Security Standard on every pod template; the
+   optional APIs the chart looks for (the prometheus-operator's PodMonitor) are offered, so that what they
+   guard is rendered and checked too (the PodMonitor against the scheduler pods it must select);
 2. builds the DaskCluster the driver would create from the rendered ConfigMap's pipeline config and
    validates it against the openAPIV3Schema of the CRD shipped in the pinned dask-kubernetes (unknown
    fields rejected too), and its scheduler and worker pod specs against the Kubernetes Pod schema.
@@ -20,6 +22,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+from pipeline import config  # (its defaults are in dask.config before a test snapshots it)
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "posts-pipeline"
@@ -130,6 +134,28 @@ def restricted_violations(where: str, pod: dict) -> list[str]:
     return found
 
 
+def podmonitor_problems(doc: dict, cluster: dict) -> list[str]:
+    """A PodMonitor (no Kubernetes schema has it) selects the scheduler pods of the driver's DaskCluster, not its
+    workers, and scrapes a port the scheduler container names."""
+    scheduler, worker = cluster["spec"]["scheduler"], cluster["spec"]["worker"]
+    selector = doc["spec"]["selector"]["matchLabels"]
+    ports = {p["name"] for p in scheduler["spec"]["containers"][0].get("ports") or []}
+    found = []
+    if any(scheduler["metadata"]["labels"].get(k) != v for k, v in selector.items()):
+        found.append(f"PodMonitor {doc['metadata']['name']}: {selector} does not select the scheduler pods")
+    if all(worker["metadata"]["labels"].get(k) == v for k, v in selector.items()):
+        found.append(f"PodMonitor {doc['metadata']['name']}: {selector} selects the worker pods too")
+    for endpoint in doc["spec"]["podMetricsEndpoints"]:
+        if endpoint.get("port") not in ports:
+            found.append(f"PodMonitor {doc['metadata']['name']}: port {endpoint.get('port')!r} is not one of the "
+                         f"scheduler's {sorted(ports)}")
+    return found
+
+
+# The optional APIs templates look for with .Capabilities.APIVersions.Has.
+OPTIONAL_APIS = ["--api-versions", "monitoring.coreos.com/v1/PodMonitor"]
+
+
 def render(helm: str, values: list[str], release: str = "posts", namespace: str = "posts",
            extra: list[str] | None = None) -> list[dict]:
     cmd = [helm, "template", release, str(CHART), "-n", namespace]
@@ -146,7 +172,7 @@ def driver_daskcluster(docs: list[dict]) -> dict:
     """The DaskCluster a run of this release would create, from the rendered ConfigMap's pipeline config."""
     import dask.config
 
-    from pipeline import config, kubernetes
+    from pipeline import kubernetes
 
     cm = next(d for d in docs if d["kind"] == "ConfigMap")
     user = yaml.safe_load(cm["data"]["pipeline.yaml"])
@@ -165,12 +191,13 @@ def driver_daskcluster(docs: list[dict]) -> dict:
 def check(helm: str, version: str, values_files: list[str]) -> list[str]:
     problems = []
     for values in values_files:
-        docs = render(helm, [values])
+        docs = render(helm, [values], extra=OPTIONAL_APIS)
+        spec = driver_daskcluster(docs)
         for doc in docs:
-            problems += [f"[{Path(values).name}] {p}" for p in validate_manifest(doc, version)]
+            found = podmonitor_problems(doc, spec) if doc["kind"] == "PodMonitor" else validate_manifest(doc, version)
+            problems += [f"[{Path(values).name}] {p}" for p in found]
             for where, pod in pod_specs(doc):
                 problems += [f"[{Path(values).name}] {p}" for p in restricted_violations(where, pod)]
-        spec = driver_daskcluster(docs)
         problems += [f"[{Path(values).name}] DaskCluster: {p}" for p in validate_daskcluster(spec)]
         for where, pod in pod_specs(spec):
             pod_doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "dask"}, "spec": pod}

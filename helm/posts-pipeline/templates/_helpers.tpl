@@ -61,6 +61,8 @@ app.kubernetes.io/part-of: posts-pipeline
   "adapt" (.Values.dask.adapt | default nil)
   "threads-per-worker" .Values.dask.threadsPerWorker
   "worker-resources" .Values.dask.workerResources
+  "worker-node-selector" .Values.dask.workerNodeSelector
+  "worker-tolerations" .Values.dask.workerTolerations
   "scheduler-resources" .Values.dask.schedulerResources
   "start-timeout" .Values.dask.startTimeout
   "idle-timeout" .Values.dask.idleTimeout
@@ -68,7 +70,9 @@ app.kubernetes.io/part-of: posts-pipeline
   "read-only-root-filesystem" .Values.securityContext.readOnlyRootFilesystem
   "env-from-secrets" (list (include "posts-pipeline.secretName" .) | compact)
 }}
-{{- $generated := dict "input" (splitList " " .Values.run.input | compact) "cluster" (dict "kind" "kubernetes" "kubernetes" $k) }}
+{{- $metrics := dict "pushgateway" (.Values.metrics.pushgateway | default nil) "job" (include "posts-pipeline.fullname" .) }}
+{{- $generated := dict "input" (splitList " " .Values.run.input | compact) "cluster" (dict "kind" "kubernetes" "kubernetes" $k)
+  "metrics" $metrics }}
 {{- $merged := mustMergeOverwrite $generated (deepCopy .Values.config) }}
 {{- dict "posts-pipeline" $merged | toYaml }}
 {{- end }}
