@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from pipeline import cli as pipeline_cli
-from pipeline import cluster, kubernetes, read
+from pipeline import cluster, read
 from pipeline.cli import main
+from pipeline.k8s import lifecycle
 
 COMMAND = [sys.executable, "-m", "pipeline"]
 
@@ -108,7 +109,7 @@ def test_a_bad_setting_starts_nothing(case, tmp_path, monkeypatch, capsys):
         raise AssertionError("started before the settings were checked")
 
     for module, name in [(read, "expand"), (cluster, "prepare_local"), (cluster, "LocalCluster"),
-                         (kubernetes, "start"), (kubernetes, "Api")]:
+                         (lifecycle, "running"), (lifecycle, "Api")]:
         monkeypatch.setattr(module, name, started)
     args, env, config_text, message = BAD_SETTINGS[case]
     for name, value in env.items():
