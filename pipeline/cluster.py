@@ -65,7 +65,7 @@ def check_versions(client: Client) -> None:
 
 # What the tasks of a run import: preloaded in the fork server that local workers start from.
 WORKER_MODULES = ["distributed", "pipeline.questions", "pipeline.clean", "pipeline.analytics", "pipeline.model",
-                  "dask.dataframe.io.parquet.arrow"]
+                  "dask.dataframe.io.parquet.arrow", "pipeline.fork_server"]
 
 
 def start_method(setting: str) -> str:

@@ -293,9 +293,25 @@ def first_pass_counts(blocks: list[bytes], tag: str = "python", labels: tuple[st
 # ---------------------------------------------------------------- the command as a user runs it
 
 
-def posts_pipeline(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """The command as a user runs it, in its own process (the environment inherited)."""
-    return subprocess.run([POSTS_PIPELINE, *args], capture_output=True, text=True, timeout=timeout)
+def posts_pipeline(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """The command as a user runs it, in its own process (the environment inherited, ``env`` added)."""
+    return subprocess.run([POSTS_PIPELINE, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def session_processes(session: int) -> dict[int, tuple[int, str]]:
+    """The live processes of a session: pid → (parent pid, command line); zombies, which run nothing, left out."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:  # ended meanwhile
+            continue
+        state, ppid, _group, sid = stat.rsplit(")", 1)[1].split()[:4]
+        if int(sid) == session and state != "Z":
+            found[int(pid)] = (int(ppid), cmdline.replace(b"\0", b" ").decode(errors="replace").strip())
+    return found
 
 
 def assert_refused(done: subprocess.CompletedProcess, *messages: str) -> None:
