@@ -274,8 +274,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def command() -> None:
     """The posts-pipeline command: ``main``, then an exit that leaves the driver's objects to the system
-    rather than collecting them one by one first (``gc.freeze``: seconds once pandas, pyarrow, dask and
-    scikit-learn are loaded; a caller waiting for the command waited for that too)."""
+    rather than collecting them one by one first (``gc.freeze``: with pandas, pyarrow, dask and
+    scikit-learn loaded, that collection is most of what an exit costs). Atexit handlers still run."""
     code = main()
     gc.freeze()
     sys.exit(code)

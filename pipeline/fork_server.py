@@ -3,8 +3,8 @@
 
 ``gc.freeze()`` moves everything those imports made out of the collector's reach, as Python's gc
 documentation advises before forking: a worker's collections no longer write to the pages it shares
-with the server, and when the driver exits, the server ends without collecting them one by one (it
-did so for seconds, and a caller waiting for the driver's output waited for the server too).
+with the server, and when the driver exits, the server ends without collecting them one by one first
+(a caller that reads the driver's output waits for the server too: it holds the same stderr).
 """
 
 import gc

@@ -16,6 +16,8 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
@@ -206,6 +208,23 @@ class Kubectl:
     def apply(self, manifest: str, namespace: str | None = None) -> str:
         ns = ["-n", namespace] if namespace else []
         return self(*ns, "apply", "-f", "-", input=manifest)
+
+    @contextmanager
+    def port_forward(self, target: str, port: int, answers: Callable[[str], bool],
+                     namespace: str | None = None) -> Iterator[str]:
+        """``kubectl port-forward`` of ``target``'s ``port`` to a free local port: its URL, once ``answers(url)``."""
+        local = free_port()
+        ns = namespace or self.namespace
+        forward = subprocess.Popen([self.binary, "--kubeconfig", self.kubeconfig, *(["-n", ns] if ns else []),
+                                    "port-forward", target, f"{local}:{port}"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{local}"
+        try:
+            wait_for(lambda: answers(url), 60, f"kubectl port-forward {target}", interval=0.5)
+            yield url
+        finally:
+            forward.terminate()
+            forward.wait(10)
 
 
 def node_image_names(node: dict) -> set[str]:
