@@ -109,7 +109,7 @@ def test_a_forwarded_url_with_a_password_is_refused():
 
 
 def test_the_spec_takes_the_configs_mapping_checked_the_same_way():
-    """helm/check.py passes the chart's config as a mapping: it is checked like a run's."""
+    """support.chart (`make chart-lint`) passes the chart's config as a mapping: it is checked like a run's."""
     raw = {**config.get("cluster.kubernetes"), "threads-per-worker": 0}
     with pytest.raises(PipelineError, match="cluster.kubernetes.threads-per-worker must be an integer ≥ 1, not 0"):
         cluster_spec(raw, "posts-abc", environ={})
