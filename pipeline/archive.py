@@ -19,12 +19,9 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 
-import fsspec
-from fsspec.core import url_to_fs
-from fsspec.implementations.local import LocalFileSystem
-
 from pipeline import config
 from pipeline.errors import PipelineError
+from pipeline.storage import filesystem, is_local, open_file
 
 HEAD = 4096  # enough for the XML declaration, a DOCTYPE and the root element
 CHUNK = 4 * 2**20
@@ -58,7 +55,7 @@ def named_packed(url: str) -> bool:
 
 def inspect(url: str, storage_options: dict) -> Packed | None:
     """None for a plain Posts.xml; the packed input to unpack; or a one-line error naming what the file is."""
-    fs, path = url_to_fs(url, **storage_options)
+    fs, path = filesystem(url, storage_options)
     info = fs.info(path)
     if not info["size"]:
         raise PipelineError(f"{url} is an empty file, not a Posts.xml")
@@ -150,8 +147,8 @@ def unpacked_url(packed: Packed) -> str:
 def unpack(packed: Packed, target: str, storage_options: dict) -> None:
     """Stream ``packed`` into ``target``, which appears whole or not at all (an object store's upload is
     atomic; a local file is written under another name and renamed)."""
-    fs, path = url_to_fs(target, **storage_options)
-    local = isinstance(fs, LocalFileSystem)
+    fs, path = filesystem(target, storage_options)
+    local = is_local(fs)
     partial = f"{path}.partial-{uuid.uuid4().hex[:8]}" if local else path
     fs.makedirs(fs._parent(path), exist_ok=True)
     try:
@@ -166,7 +163,7 @@ def unpack(packed: Packed, target: str, storage_options: dict) -> None:
 
 def _stream(packed: Packed, out, storage_options: dict) -> None:
     if packed.kind != "7z":
-        with fsspec.open(packed.url, "rb", compression=packed.kind, **storage_options) as f:
+        with open_file(packed.url, "rb", storage_options, compression=packed.kind) as f:
             while chunk := f.read(CHUNK):
                 out.write(chunk)
         return
@@ -198,7 +195,7 @@ def _stream(packed: Packed, out, storage_options: dict) -> None:
         def create(self, filename: str) -> Py7zIO:
             return Into()
 
-    with fsspec.open(packed.url, "rb", **storage_options) as f, py7zr.SevenZipFile(f) as archive:
+    with open_file(packed.url, "rb", storage_options) as f, py7zr.SevenZipFile(f) as archive:
         try:
             archive.extract(targets=[packed.entry], factory=Factory())
         except (py7zr.exceptions.ArchiveError, py7zr.exceptions.CrcError, EOFError) as exc:

@@ -1,8 +1,9 @@
 """Cluster: where the work runs, chosen once, outside the stages (they never know which).
 
 ``local`` starts an embedded LocalCluster; ``scheduler`` joins an existing one at
-``tcp://host:8786`` after checking that its versions match ours; ``kubernetes`` starts workers
-with dask-kubernetes (``pipeline/kubernetes.py``).
+``tcp://host:8786`` after checking that its versions match ours; ``kubernetes`` starts a
+DaskCluster for the run (``pipeline/k8s/``). Each is a context manager of one shape: it takes the
+``cluster`` settings, yields a ``Client``, and stops what it started exactly once.
 """
 
 from __future__ import annotations
@@ -19,17 +20,15 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import dask
-from dask.utils import parse_timedelta
 from distributed import Client, LocalCluster
 from distributed.client import AllExit
 from distributed.versions import VersionMismatchWarning
 
 from pipeline.errors import PipelineError
-from pipeline.settings import LocalSettings, section
+from pipeline.settings import ClusterSettings, LocalSettings, section
 
 log = logging.getLogger(__name__)
 
-KINDS = ("local", "scheduler", "kubernetes")
 # Modules whose versions must match on driver, scheduler and workers: task graphs and
 # pickled objects (frames, the model) cross between them.
 CHECKED = ("dask", "distributed", "pandas", "numpy", "sklearn", "dask_ml", "pyarrow", "cloudpickle")
@@ -66,7 +65,7 @@ def check_versions(client: Client) -> None:
 
 # What the tasks of a run import: preloaded in the fork server that local workers start from.
 WORKER_MODULES = ["distributed", "pipeline.questions", "pipeline.clean", "pipeline.analytics", "pipeline.model",
-                  "dask.dataframe.io.parquet.arrow"]
+                  "dask.dataframe.io.parquet.arrow", "pipeline.fork_server"]
 
 
 def start_method(setting: str) -> str:
@@ -137,7 +136,7 @@ def _without_compute_failed(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith("Compute Failed")
 
 
-def _local(settings: LocalSettings, timeout: float) -> LocalCluster:
+def _local_cluster(settings: LocalSettings, timeout: float) -> LocalCluster:
     prepare_local(settings)
     with dask.config.set({"distributed.worker.multiprocessing-method": start_method(settings.start_method)}):
         try:
@@ -159,6 +158,13 @@ def _local(settings: LocalSettings, timeout: float) -> LocalCluster:
             ) from None
 
 
+@contextmanager
+def local(settings: ClusterSettings) -> Iterator[Client]:
+    """An embedded LocalCluster of worker processes, stopped (workers and all) on the way out."""
+    with _local_cluster(settings.local, settings.connect_timeout) as cluster, Client(cluster) as client:
+        yield client
+
+
 def _client(address, timeout: float) -> Client:
     with warnings.catch_warnings():
         # distributed prints its own table of version differences; check_versions says it in one line.
@@ -166,39 +172,38 @@ def _client(address, timeout: float) -> Client:
         return Client(address, timeout=timeout)
 
 
-def _scheduler(address: str | None, timeout: float) -> Client:
+@contextmanager
+def scheduler(settings: ClusterSettings) -> Iterator[Client]:
+    """A client of the scheduler at ``scheduler-address`` once a worker has joined it and the versions match;
+    the cluster is left running."""
+    address, timeout = settings.scheduler_address, settings.connect_timeout
     if not address:
         raise PipelineError("--cluster scheduler needs --scheduler tcp://host:8786")
     try:
         client = _client(address, timeout)
     except OSError as e:
         raise PipelineError(f"cannot reach the scheduler at {address} within {timeout:g} s: {e}") from None
-    try:
-        client.wait_for_workers(1, timeout=timeout)
+    with client:
+        try:
+            client.wait_for_workers(1, timeout=timeout)
+        except TimeoutError:
+            raise PipelineError(f"no worker joined the scheduler at {address} within {timeout:g} s") from None
         check_versions(client)
-    except TimeoutError:
-        client.close()
-        raise PipelineError(f"no worker joined the scheduler at {address} within {timeout:g} s") from None
-    except BaseException:
-        client.close()
-        raise
-    return client
+        yield client
 
 
-def _kubernetes(timeout: float):
-    from pipeline import kubernetes, settings
+@contextmanager
+def kubernetes(settings: ClusterSettings) -> Iterator[Client]:
+    """A DaskCluster of this run's own (``pipeline.k8s``), deleted on the way out, whatever happens."""
+    from pipeline.k8s import lifecycle
 
-    cluster = kubernetes.start(settings.load().cluster.kubernetes)
-    client = None
-    try:
-        client = _client(cluster.kube, timeout)
+    with lifecycle.running(settings.kubernetes) as kube, _client(kube, settings.connect_timeout) as client:
         check_versions(client)
-    except BaseException:
-        if client is not None:
-            client.close()
-        cluster.close()  # deletes the DaskCluster
-        raise
-    return client, cluster
+        yield client
+
+
+# Every backend: a context manager that takes the ``cluster`` settings and yields a Client, and cleans up once.
+BACKENDS = {"local": local, "scheduler": scheduler, "kubernetes": kubernetes}
 
 
 class _WithoutAllExit(logging.Filter):
@@ -216,26 +221,11 @@ def _quiet_gather() -> None:
 
 
 @contextmanager
-def connect(kind: str, scheduler_address: str | None, local: LocalSettings | Mapping,
-            connect_timeout: str | float) -> Iterator[Client]:
-    """A client for the chosen cluster (``settings.cluster``'s fields; ``local`` may be its mapping, and
-    the timeout a duration such as ``30s``), closed (and a cluster we started stopped) on the way out."""
-    if kind not in KINDS:
-        raise PipelineError(f"cluster kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    timeout = parse_timedelta(connect_timeout, default="seconds")
+def connect(settings: ClusterSettings | Mapping) -> Iterator[Client]:
+    """A client of the cluster ``settings.cluster`` names (or its mapping, checked the same way); whatever the
+    backend started is stopped on the way out."""
+    settings = section(ClusterSettings, settings)
     _quiet_gather()
-    cluster = None
-    if kind == "local":
-        cluster = _local(section(LocalSettings, local), timeout)
-        client = Client(cluster)
-    elif kind == "scheduler":
-        client = _scheduler(scheduler_address, timeout)
-    else:
-        client, cluster = _kubernetes(timeout)
-    log.info("dashboard: %s", client.dashboard_link)
-    try:
+    with BACKENDS[settings.kind](settings) as client:
+        log.info("dashboard: %s", client.dashboard_link)
         yield client
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()

@@ -23,9 +23,10 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import fsspec
 import numpy as np
 from dask.utils import parse_bytes
+
+from pipeline.storage import open_file
 
 # The most frequent English words of Stack Exchange text, most frequent first (their Zipf head).
 ENGLISH = (
@@ -340,7 +341,7 @@ def generate(output: str, options: Options, storage_options: dict | None = None)
     header = ("\ufeff" if options.bom else "") + '<?xml version="1.0" encoding="utf-8"?>' + nl + "<posts>" + nl
     written = rows = 0
     # Rows are written in small batches; a few swap places so that Ids are not always in order.
-    with fsspec.open(output, "wb", **(storage_options or {})) as f:
+    with open_file(output, "wb", storage_options or {}) as f:
         f.write(data := header.encode())
         written += len(data)
         while written < options.size:

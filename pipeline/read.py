@@ -13,14 +13,12 @@ import logging
 from dataclasses import dataclass
 
 import distributed
-import fsspec
 from dask.utils import parse_bytes
-from fsspec.core import url_to_fs
 from fsspec.utils import read_block
 
-from pipeline import archive, config
+from pipeline import archive
 from pipeline.errors import PipelineError
-from pipeline.storage import storage_errors
+from pipeline.storage import filesystem, open_file, storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +35,19 @@ class Block:
 
     def read(self, storage_options: dict) -> bytes:
         """The block's bytes, whole lines only."""
-        with fsspec.open(self.source or self.path, "rb", **storage_options) as f:
+        with open_file(self.source or self.path, "rb", storage_options) as f:
             return read_block(f, self.offset, self.length, delimiter=b"\n")
 
 
-def expand(urlpaths: str | list[str], storage_options: dict) -> dict[str, int]:
+def expand(urlpaths: str | list[str], storage_options: dict, cluster_kind: str = "local",
+           unpack_dir: str | None = None) -> dict[str, int]:
     """Every file the inputs name, globs expanded, with its size; a clear error for none, a missing one,
-    or one that is not a Posts.xml or a supported archive of one (its first bytes are read)."""
+    or one that is not a Posts.xml or a supported archive of one (its first bytes are read). A packed one
+    needs an ``unpack-dir`` that every worker reaches unless the cluster is a local one."""
     files: dict[str, int] = {}
     for urlpath in [urlpaths] if isinstance(urlpaths, str) else urlpaths:
+        fs, path = filesystem(urlpath, storage_options)
         with storage_errors(urlpath):
-            fs, path = url_to_fs(urlpath, **storage_options)
             found = fs.glob(path, detail=True) if "*" in path else _info(fs, path)  # "*": as fsspec and dask decide
         matched = {fs.unstrip_protocol(p): info["size"] for p, info in sorted(found.items()) if info["type"] == "file"}
         if not matched and len(found) == 1 and next(iter(found.values()))["type"] == "directory":
@@ -59,7 +59,7 @@ def expand(urlpaths: str | list[str], storage_options: dict) -> dict[str, int]:
     for url in files:
         with storage_errors(url):
             packed += [url] if archive.inspect(url, storage_options) else []
-    if packed and not config.get("unpack-dir") and config.get("cluster.kind") != "local":
+    if packed and not unpack_dir and cluster_kind != "local":
         raise PipelineError(f"{packed[0]} is packed: a cluster other than a local one needs unpack-dir on storage "
                             "that every worker reaches (e.g. s3://bucket/unpacked) to unpack it into")
     return files
@@ -79,26 +79,27 @@ def block_count(size: int, blocksize: int, multiple: int) -> int:
     return max(1, min(-(-count // multiple) * multiple, size))
 
 
-def blocks(files: dict[str, int], blocksize: str | int, multiple: int = 1) -> list[Block]:
+def blocks(files: dict[str, int], blocksize: str | int, multiple: int = 1,
+           storage_options: dict | None = None) -> list[Block]:
     """The blocks of every file (path → size), of equal sizes, ``multiple`` per file or a multiple of it.
 
     A packed file (.7z, .gz, …) is first unpacked into its plain copy, unless a run did it before
     (``unpack``), and cut from there.
     """
     blocksize = parse_bytes(blocksize) if isinstance(blocksize, str) else blocksize
-    storage_options = config.get("storage-options")
+    storage_options = storage_options or {}
     packed = {}
     for path in filter(archive.named_packed, files):  # checked by expand: the name says what the content is
         with storage_errors(path):
             packed[path] = archive.inspect(path, storage_options)
     sources = {path: archive.unpacked_url(p) for path, p in packed.items()}
-    unpack({packed[p]: sources[p] for p in packed if not url_to_fs(sources[p], **storage_options)[0].exists(sources[p])},
+    unpack({packed[p]: sources[p] for p in packed if not filesystem(sources[p], storage_options)[0].exists(sources[p])},
            storage_options)
     out = []
     for path, size in files.items():
         source = sources.get(path)
         if source:
-            size = url_to_fs(source, **storage_options)[0].size(source)
+            size = filesystem(source, storage_options)[0].size(source)
         count = block_count(size, blocksize, multiple)
         cuts = [size * i // count for i in range(count + 1)]
         out += [Block(path, i, start, end - start, source) for i, (start, end) in enumerate(zip(cuts, cuts[1:]))]

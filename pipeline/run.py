@@ -46,6 +46,7 @@ from pipeline import (
 )
 from pipeline.errors import PipelineError
 from pipeline.output import RunDirectory, part_file, write_parquet
+from pipeline.settings import MalformedSettings, Settings
 from pipeline.settings import load as load_settings
 from pipeline.storage import storage_errors
 
@@ -65,7 +66,7 @@ QUESTIONS_SCHEMA = clean.PARQUET_SCHEMA.insert(0, pa.field("site", pa.string()))
 
 @dataclass(frozen=True)
 class PassSettings:
-    """What the first pass's tasks need to know, checked before any cluster starts."""
+    """What the first pass's tasks need to know, taken from the run's settings (checked before anything starts)."""
 
     storage_options: dict
     samples: int
@@ -77,16 +78,10 @@ class PassSettings:
     random_state: int
 
     @classmethod
-    def from_config(cls) -> PassSettings:
-        labels = tuple(config.get("classifier.tags"))
-        if len(labels) != 2 or labels[0] == labels[1]:
-            raise PipelineError(f"classifier.tags must name two different tags, not {list(labels)}")
-        parser = config.get("clean.html-parser")
-        if parser not in clean.PARSERS:
-            raise PipelineError(f"clean.html-parser must be one of {', '.join(clean.PARSERS)}, not {parser!r}")
-        return cls(config.get("storage-options"), config.get("report.malformed-samples"), parser,
-                   config.get("analytics.tag"), labels, bool(config.get("classifier.enabled")),
-                   config.get("classifier.test-size"), config.get("classifier.random-state"))
+    def of(cls, settings: Settings) -> PassSettings:
+        c = settings.classifier
+        return cls(settings.storage_options, settings.report.malformed_samples, settings.clean.html_parser,
+                   settings.analytics.tag, c.tags, c.enabled, c.test_size, c.random_state)
 
 
 @dataclass(frozen=True)
@@ -132,10 +127,12 @@ def _timed(seconds: dict[str, float], stage: str):
     seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - start
 
 
-def plan(client: Client, inputs: list[str], files: dict[str, int], out: RunDirectory) -> Plan:
+def plan(client: Client, run_settings: Settings, inputs: list[str], files: dict[str, int],
+         out: RunDirectory) -> Plan:
     """Cut the files into blocks (a multiple of the cluster's threads) and group them by site."""
-    settings = PassSettings.from_config()
-    blocks = read.blocks(files, config.get("blocksize"), multiple=max(1, sum(client.nthreads().values())))
+    settings = PassSettings.of(run_settings)
+    blocks = read.blocks(files, run_settings.blocksize, multiple=max(1, sum(client.nthreads().values())),
+                         storage_options=settings.storage_options)
     by_site: dict[str, list[int]] = defaultdict(list)
     for number, block in enumerate(blocks):
         by_site[sites.site_of(block.path)].append(number)
@@ -211,12 +208,12 @@ def _merged(dicts: list[dict]) -> dict:
     return {key: value for d in dicts for key, value in d.items()}
 
 
-def combine(name: str, firsts: list[BlockResult], dropped: list[np.ndarray]) -> Combined:
+def combine(name: str, firsts: list[BlockResult], dropped: list[np.ndarray], settings: Settings) -> Combined:
     """One site's blocks added up: counts, malformed samples, analytics and the classifier's counts
     (``dropped``: the ids of its duplicates, left out)."""
     stats = [b.stats for b in firsts]
-    tag, top = config.get("analytics.tag"), config.get("analytics.top")
-    results = analytics.combine(pd.concat([b.partials for b in firsts], ignore_index=True), tag, top)
+    results = analytics.combine(pd.concat([b.partials for b in firsts], ignore_index=True), settings.analytics.tag,
+                                settings.analytics.top)
     post_types = sum((s.post_types for s in stats), Counter())
     counts = {
         "lines": sum(s.lines for s in stats),
@@ -228,10 +225,10 @@ def combine(name: str, firsts: list[BlockResult], dropped: list[np.ndarray]) -> 
     }
     log.info("%s: %d rows, %d questions, %d malformed lines", name, counts["rows"], counts["questions"],
              counts["malformed"])
-    samples = _malformed_samples(stats, config.get("report.malformed-samples"))
+    samples = _malformed_samples(stats, settings.report.malformed_samples)
     tag_counts = analytics.ranked(results.pop("tag_counts"))
     block_counts = pd.DataFrame([b.counts for b in firsts])
-    warnings = check_malformed(name, counts, samples) + _duplicates_said(name, dropped)
+    warnings = check_malformed(name, counts, samples, settings.malformed) + _duplicates_said(name, dropped)
     return Combined(counts, samples, results, tag_counts, block_counts, warnings)
 
 
@@ -245,28 +242,28 @@ def _duplicates_said(name: str, dropped: list[np.ndarray]) -> list[str]:
     return [said]
 
 
-def check_malformed(name: str, counts: dict, samples: list[dict]) -> list[str]:
+def check_malformed(name: str, counts: dict, samples: list[dict], malformed: MalformedSettings) -> list[str]:
     """The warnings a site's share of malformed lines calls for; above ``malformed.failure-share`` (unless
     ``malformed.allow``) the run fails: a file in another encoding, or not a Posts.xml, is not a result."""
     lines = counts["rows"] + counts["malformed"]
     share = counts["malformed"] / lines if lines else 0.0
-    if share <= config.get("malformed.warning-share"):
+    if share <= malformed.warning_share:
         return []
     first = "; ".join(f"{report.shown_url(m['file'])}:{m['line']} {m['reason']}" for m in samples[:3])
     said = f"{share:.0%} of the row lines of {name} are malformed ({counts['malformed']} of {lines}), first: {first}"
-    if share > config.get("malformed.failure-share") and not config.get("malformed.allow"):
+    if share > malformed.failure_share and not malformed.allow:
         raise PipelineError(f"{said} — is it a Posts.xml in UTF-8? (--allow-malformed finishes anyway)")
     log.warning("%s", said)
     return [said]
 
 
-def classify(plan: Plan, name: str, combined: Combined) -> model.Classifier:
+def classify(plan: Plan, name: str, combined: Combined, min_questions: int) -> model.Classifier:
     """Train and score the site's classifier on its labelled Parquet, or say why it is not worth it."""
     labels = plan.settings.labels
     if not plan.settings.classify:
         return model.Classifier(list(labels), {}, reason="turned off (--no-classifier, classifier.enabled false)")
     found = model.label_counts(combined.block_counts, labels)
-    reason = model.reason_to_skip(found, config.get("classifier.min-questions"))
+    reason = model.reason_to_skip(found, min_questions)
     if reason:
         log.info("%s: classifier %s vs %s skipped: %s", name, *labels, reason)
         suggested = [t for t, _ in combined.tag_counts[:2]]
@@ -301,23 +298,23 @@ def write(out: RunDirectory, result: report.Report) -> None:
     out.write(result.page, report.index_html(result) if result.many else report.to_html(result, *result.sites.values()))
 
 
-def run_on(client: Client, inputs: list[str], files: dict[str, int], out: RunDirectory,
-           visualize: str | None = None) -> report.Report:
+def run_on(client: Client, settings: Settings, inputs: list[str], files: dict[str, int],
+           out: RunDirectory) -> report.Report:
     """Run every stage with ``client`` on ``files`` (``inputs`` expanded: path → size) and write the
     results to ``out`` (not yet committed)."""
-    show_progress = {"auto": sys.stderr.isatty(), True: True, False: False}[config.get("progress")]
     started = time.perf_counter()
-    the_plan = plan(client, inputs, files, out)
-    first = run_first_pass(client, the_plan, out, visualize, show_progress)
+    the_plan = plan(client, settings, inputs, files, out)
+    first = run_first_pass(client, the_plan, out, settings.visualize, settings.show_progress)
     timings = {"parse, clean, write, analytics": round(time.perf_counter() - started, 3)}
     combined = {name: combine(name, [first.blocks[i] for i in numbers],
-                              [first.dropped[i][1] for i in numbers if i in first.dropped])
+                              [first.dropped[i][1] for i in numbers if i in first.dropped], settings)
                 for name, numbers in the_plan.sites.items()}
     t = time.perf_counter()
     with get_task_stream(client) as classifier_stream:
-        classifiers = {name: classify(the_plan, name, c) for name, c in combined.items()}
+        classifiers = {name: classify(the_plan, name, c, settings.classifier.min_questions)
+                       for name, c in combined.items()}
     timings["classifier"] = round(time.perf_counter() - t, 3)
-    result = _report(the_plan, out.url, combined, classifiers)
+    result = _report(the_plan, settings, out.url, combined, classifiers)
     result.compute_seconds_by_stage, result.tasks_by_stage = _stage_totals(first.blocks,
                                                                            first.stream + classifier_stream.data)
     timings["total"] = round(time.perf_counter() - started, 3)
@@ -326,12 +323,12 @@ def run_on(client: Client, inputs: list[str], files: dict[str, int], out: RunDir
     return result
 
 
-def _report(plan: Plan, output: str, combined: dict[str, Combined],
+def _report(plan: Plan, run_settings: Settings, output: str, combined: dict[str, Combined],
             classifiers: dict[str, model.Classifier]) -> report.Report:
     found = {name: report.Site(name, sorted({plan.blocks[i].path for i in plan.sites[name]}), c.counts,
                                c.malformed_samples, c.analytics, c.tag_counts, classifiers[name], c.warnings)
              for name, c in combined.items()}
-    settings = {"blocksize": config.get("blocksize"), "html_parser": plan.settings.html_parser,
+    settings = {"blocksize": run_settings.blocksize, "html_parser": plan.settings.html_parser,
                 "partitions": len(plan.blocks)}
     return report.Report(inputs=sorted(plan.files), output=output, sites=found,
                          settings=settings)
@@ -395,24 +392,22 @@ def _visualize(filename: str, *collections) -> None:
 def run(inputs: list[str] | str | None = None, output: str | None = None) -> report.Report:
     """The whole job with the current configuration; usable from a notebook as from the CLI."""
     settings = load_settings()  # every option checked before an input is listed or a cluster starts
-    inputs = inputs or config.get("input")
-    output = output or config.get("output")
+    inputs = inputs or settings.input
+    output = output or settings.output
     if not inputs or not output:
         raise PipelineError("an input (--input PATH_OR_URL) and an output (--output DIR_OR_URL) are needed")
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
-    storage_options = config.get("storage-options")
+    storage_options = settings.storage_options
     log.info("input %s → output %s (storage options %s)", ", ".join(map(config.redacted_url, inputs)),
              config.redacted_url(output), config.redacted(storage_options))
-    files = read.expand(inputs, storage_options)  # listed once, and a missing input fails before a cluster starts
+    # listed once, and a missing input fails before a cluster starts
+    files = read.expand(inputs, storage_options, cluster_kind=settings.cluster.kind, unpack_dir=settings.unpack_dir)
     planned = sum(read.block_count(size, settings.blocksize, 1) for size in files.values())
     settings.check_blocks(planned, sum(files.values()))
-    out = RunDirectory(output, storage_options, overwrite=config.get("overwrite"), inputs=files)
+    out = RunDirectory(output, storage_options, overwrite=settings.overwrite, inputs=files)
     try:
-        with cluster.connect(
-            config.get("cluster.kind"), config.get("cluster.scheduler-address"),
-            config.get("cluster.local"), config.get("cluster.connect-timeout"),
-        ) as client:
-            result = run_on(client, inputs, files, out, visualize=config.get("visualize"))
+        with cluster.connect(settings.cluster) as client:
+            result = run_on(client, settings, inputs, files, out)
         out.commit()
     except BaseException:
         out.abort()

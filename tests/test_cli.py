@@ -13,15 +13,11 @@ from pathlib import Path
 import pytest
 
 from pipeline import cli as pipeline_cli
-from pipeline import cluster, kubernetes, read
+from pipeline import cluster, read
 from pipeline.cli import main
+from pipeline.k8s import lifecycle
 
-COMMAND = [sys.executable, "-m", "pipeline"]
-
-
-def cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+from support import POSTS_PIPELINE, posts_pipeline, session_processes, wait_for
 
 
 def assert_one_line_error(done: subprocess.CompletedProcess, message: str) -> None:
@@ -95,7 +91,7 @@ def _bad_run(tmp_path: Path, args: list, config_text: str | None) -> list[str]:
 def test_a_bad_setting_is_one_line_before_anything_starts(case, tmp_path):
     args, env, config_text, message = BAD_SETTINGS[case]
     started = time.monotonic()
-    done = cli(*_bad_run(tmp_path, args, config_text), env=env, timeout=60)
+    done = posts_pipeline(*_bad_run(tmp_path, args, config_text), env=env, timeout=60)
     assert_one_line_error(done, message)  # with -v: no "input …" or "dashboard" line, so nothing ran
     assert not (tmp_path / "runs").exists()  # no output directory, not even its parent
     assert time.monotonic() - started < 30
@@ -108,7 +104,7 @@ def test_a_bad_setting_starts_nothing(case, tmp_path, monkeypatch, capsys):
         raise AssertionError("started before the settings were checked")
 
     for module, name in [(read, "expand"), (cluster, "prepare_local"), (cluster, "LocalCluster"),
-                         (kubernetes, "start"), (kubernetes, "Api")]:
+                         (lifecycle, "running"), (lifecycle, "Api")]:
         monkeypatch.setattr(module, name, started)
     args, env, config_text, message = BAD_SETTINGS[case]
     for name, value in env.items():
@@ -124,7 +120,7 @@ def test_a_bad_setting_starts_nothing(case, tmp_path, monkeypatch, capsys):
     ({"POSTS_PIPELINE__PROGRESS": "yes"}, "progress must be one of auto, true, false, not 'yes'"),
 ])
 def test_config_complains_about_a_bad_value(env, message):
-    done = cli("config", env=env)
+    done = posts_pipeline("config", env=env)
     assert_one_line_error(done, message)
     assert done.stdout == ""
 
@@ -135,8 +131,8 @@ def test_a_local_cluster_that_cannot_start_its_workers_is_one_line(posts, tmp_pa
     slow = tmp_path / "slow.yaml"
     slow.write_text("posts-pipeline:\n  cluster:\n    connect-timeout: 0.2s\n    local:\n      start-method: spawn\n")
     started = time.monotonic()
-    done = cli("run", "--quiet", "-c", str(slow), "-i", posts, "-o", str(tmp_path / "runs" / "out"), "--n-workers", "2",
-               timeout=120)
+    done = posts_pipeline("run", "--quiet", "-c", slow, "-i", posts, "-o", tmp_path / "runs" / "out",
+                          "--n-workers", "2", timeout=120)
     assert_one_line_error(done, "the embedded LocalCluster could not start its 2 workers within 0.2 s")
     assert time.monotonic() - started < 60
     assert not (tmp_path / "runs" / "out").exists() and list((tmp_path / "runs").iterdir()) == []
@@ -144,7 +140,7 @@ def test_a_local_cluster_that_cannot_start_its_workers_is_one_line(posts, tmp_pa
 
 @pytest.mark.parametrize("args", [[], ["run"], ["generate"], ["config"]])
 def test_help_explains_every_command(args):
-    done = cli(*args, "--help")
+    done = posts_pipeline(*args, "--help")
     assert done.returncode == 0
     assert "usage: posts-pipeline" in done.stdout
     if args == ["run"]:
@@ -156,11 +152,11 @@ def test_help_explains_every_command(args):
 @pytest.mark.cluster
 def test_generate_then_run_end_to_end(tmp_path):
     data, out = tmp_path / "Posts.xml", tmp_path / "runs" / "first"
-    made = cli("generate", "--output", str(data), "--size", "2MB", "--seed", "3", "--tag-form", "pipe")
+    made = posts_pipeline("generate", "--output", str(data), "--size", "2MB", "--seed", "3", "--tag-form", "pipe")
     assert made.returncode == 0, made.stderr
     assert "wrote" in made.stdout and data.stat().st_size >= 2_000_000
-    done = cli("run", "--input", str(data), "--output", str(out), "--n-workers", "2", "--blocksize", "512KiB",
-               "--top", "5", "--progress", env={"POSTS_PIPELINE__ANALYTICS__TAG": "r"})
+    done = posts_pipeline("run", "--input", data, "--output", out, "--n-workers", "2", "--blocksize", "512KiB",
+                          "--top", "5", "--progress", env={"POSTS_PIPELINE__ANALYTICS__TAG": "r"})
     assert done.returncode == 0, done.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["cooccurrence"]["tag"] == "r"  # from the environment
@@ -194,8 +190,8 @@ def test_unknown_option_says_what_to_fix(capsys):
 
 
 def test_config_shows_the_environment_and_hides_secrets():
-    done = cli("config", env={"POSTS_PIPELINE__CLUSTER__LOCAL__N_WORKERS": "6",
-                              "POSTS_PIPELINE__STORAGE_OPTIONS__SECRET": "hunter2"})
+    done = posts_pipeline("config", env={"POSTS_PIPELINE__CLUSTER__LOCAL__N_WORKERS": "6",
+                                         "POSTS_PIPELINE__STORAGE_OPTIONS__SECRET": "hunter2"})
     assert done.returncode == 0
     assert "n-workers: 6" in done.stdout.replace("n_workers", "n-workers")
     assert "hunter2" not in done.stdout and "secret: '***'" in done.stdout
@@ -217,7 +213,7 @@ def test_visualize_writes_the_task_graph(posts, tmp_path):
 ])
 def test_a_signal_stops_the_run_with_one_line_and_no_partial_output(posts, tmp_path, signum, to_group, code):
     out = tmp_path / "runs" / "stopped"
-    process = subprocess.Popen([*COMMAND, "run", "--quiet", "-i", posts, "-o", str(out), "--blocksize", "256KiB",
+    process = subprocess.Popen([POSTS_PIPELINE, "run", "--quiet", "-i", posts, "-o", str(out), "--blocksize", "256KiB",
                                 "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
     try:
@@ -235,6 +231,37 @@ def test_a_signal_stops_the_run_with_one_line_and_no_partial_output(posts, tmp_p
     assert stderr == "posts-pipeline: interrupted; partial output removed\n"
     assert stdout == ""
     assert list((tmp_path / "runs").iterdir()) == []  # neither the run nor its staging directory
+    wait_for(lambda: not session_processes(process.pid), 30, "the stopped run's workers and fork server to end")
+
+
+def workers(driver: int) -> list[str]:
+    """The processes of the driver's session whose parent is one of them but the driver: the workers (the fork
+    server's children), not the driver, the fork server or the resource tracker."""
+    processes = session_processes(driver)
+    return [cmd for ppid, cmd in processes.values() if ppid in processes and ppid != driver]
+
+
+@pytest.mark.cluster
+def test_a_run_leaves_no_process_behind(posts, tmp_path):
+    """The workers have ended when the driver exits; the fork server they come from and multiprocessing's
+    resource tracker end once it has."""
+    out, log = tmp_path / "run", tmp_path / "stderr"
+    with open(log, "w") as stderr:  # a file, not a pipe: the workers hold it too, and a pipe would wait for them
+        process = subprocess.Popen([POSTS_PIPELINE, "run", "--quiet", "-i", posts, "-o", str(out), "--no-progress",
+                                    "--n-workers", "2"], stdout=subprocess.DEVNULL, stderr=stderr,
+                                   start_new_session=True)
+    try:
+        wait_for(lambda: len(workers(process.pid)) >= 2 or process.poll() is not None, 120, "the workers")
+        seen = workers(process.pid)
+        process.wait(timeout=300)
+        left = workers(process.pid)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 0 and (out / "_SUCCESS").exists(), log.read_text()
+    assert len(seen) >= 2, seen
+    assert left == [], left
+    wait_for(lambda: not session_processes(process.pid), 10, "the fork server and the resource tracker to end")
 
 
 @pytest.mark.s3
@@ -259,7 +286,7 @@ def test_passwords_in_urls_are_never_shown(s3, posts, tmp_path):
          "no input file matches http://***@127.0.0.1"),
     ]
     for args, env, message in runs:
-        done = cli(*args, "-v", env=env, timeout=120)
+        done = posts_pipeline(*args, "-v", env=env, timeout=120)
         assert message in done.stderr, done.stderr
         assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
         assert password not in done.stdout + done.stderr, done.stderr

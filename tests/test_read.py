@@ -10,6 +10,7 @@ import pytest
 import zstandard
 
 from pipeline import read
+from pipeline.errors import PipelineError
 
 POSTS = os.path.join(os.path.dirname(__file__), "data", "real-dumps", "dba-sample-reserialized", "Posts.xml")
 
@@ -25,3 +26,12 @@ def test_xz_and_zst_are_unpacked_into_blocks_of_whole_lines(suffix, compress, tm
     assert len(blocks) > 4 and b"".join(parts) == data
     assert all(p.endswith(b"\n") for p in parts[:-1] if p)  # whole lines only
     assert {os.path.dirname(b.source) for b in blocks} <= {str(d) for d in (tmp_path / "unpacked").iterdir()}
+
+
+def test_a_packed_input_needs_an_unpack_dir_off_a_local_cluster(tmp_path):
+    packed = tmp_path / "Posts.xml.xz"
+    packed.write_bytes(lzma.compress(open(POSTS, "rb").read()))
+    assert read.expand(str(packed), {}) == {f"file://{packed}": packed.stat().st_size}  # local: a temporary folder
+    with pytest.raises(PipelineError, match="is packed: a cluster other than a local one needs unpack-dir"):
+        read.expand(str(packed), {}, cluster_kind="scheduler")
+    assert read.expand(str(packed), {}, cluster_kind="scheduler", unpack_dir="s3://bucket/unpacked")

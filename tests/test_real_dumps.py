@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from glob import glob
@@ -18,6 +16,7 @@ import pytest
 from pipeline import run, sites
 
 import reference
+from support import posts_pipeline
 
 pytestmark = pytest.mark.cluster
 
@@ -91,8 +90,7 @@ def test_real_dump_loses_no_row_and_calls_no_structure_malformed(runs, path):
 def test_the_command_on_a_real_dump(tmp_path):
     path = os.path.join(HERE, "data", "real-dumps", "stackoverflow-2008-08", "Posts.xml")
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, "-m", "pipeline", "run", "-i", path, "-o", str(out), "--no-progress"],
-                          capture_output=True, text=True, timeout=300)
+    done = posts_pipeline("run", "-i", path, "-o", out, "--no-progress")
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     last = done.stdout.strip().splitlines()[-1]

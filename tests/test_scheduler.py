@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from pipeline import cli, cluster
+from pipeline import cli, cluster, config
 
 from support import free_port
 
@@ -85,6 +85,6 @@ def _config(tmp_path, line: str):
 def test_embedded_cluster_serves_its_dashboard():
     local = {"n-workers": 1, "threads-per-worker": 1, "memory-limit": "1GiB", "dashboard-address": ":0",
              "start-method": "auto"}
-    with cluster.connect("local", None, local, "30s") as client:
+    with cluster.connect({**config.get("cluster"), "local": local, "connect-timeout": "30s"}) as client:
         with urllib.request.urlopen(client.dashboard_link, timeout=30) as page:
             assert page.status == 200 and b"Dask" in page.read()

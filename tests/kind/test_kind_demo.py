@@ -7,7 +7,6 @@ is listed with the pinned dask-kubernetes version, a second `make kind-demo` reu
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import re
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from support import S3Store, free_port
+from support import S3Store
 
 # make kind-demo on a fresh cluster loads images and installs the operator: more than the suite's 600 s.
 pytestmark = [pytest.mark.kind, pytest.mark.timeout(1800)]
@@ -74,30 +73,15 @@ def secret_values(kubectl, demo) -> list[str]:
     return [base64.b64decode(v).decode() for v in data.values()]
 
 
-@contextlib.contextmanager
-def port_forward(kubectl, target: str, port: int):
-    local = free_port()
-    proc = subprocess.Popen([kubectl.binary, "--kubeconfig", kubectl.kubeconfig, "-n", NS, "port-forward", target,
-                             f"{local}:{port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{local}/minio/health/ready", timeout=2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, f"kubectl port-forward {target} did not answer"
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{local}"
-    finally:
-        proc.terminate()
-        proc.wait(10)
+def minio_ready(url: str) -> bool:
+    with urllib.request.urlopen(f"{url}/minio/health/ready", timeout=2) as page:
+        return page.status == 200
 
 
 @pytest.fixture(scope="module")
 def minio(kubectl, secret_values) -> S3Store:
     key, secret = secret_values
-    with port_forward(kubectl, "svc/minio", 9000) as endpoint:
+    with kubectl.port_forward("svc/minio", 9000, minio_ready, namespace=NS) as endpoint:
         yield S3Store(endpoint, key, secret, bucket=BUCKET)
 
 

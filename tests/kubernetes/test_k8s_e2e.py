@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import time
 import uuid
 from pathlib import Path
@@ -30,7 +29,6 @@ from support import (
     assert_same_results,
     chart,
     create_pipeline_user,
-    free_port,
     generate_dump,
     moto_answers,
     on_every_node,
@@ -144,12 +142,7 @@ def s3(k, dump):
     a bucket with the dump; the pipeline's key in a Secret."""
     k.apply(S3_MANIFEST)
     k("rollout", "status", "deployment/s3", "--timeout=300s", timeout=320)
-    port = free_port()
-    forward = subprocess.Popen([k.binary, "--kubeconfig", k.kubeconfig, "-n", k.namespace, "port-forward", "svc/s3",
-                                f"{port}:{S3_PORT}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        endpoint = f"http://127.0.0.1:{port}"
-        wait_for(lambda: moto_answers(endpoint), 60, "moto behind kubectl port-forward", interval=1)
+    with k.port_forward("svc/s3", S3_PORT, moto_answers) as endpoint:
         # moto reads a dotted Host (s3.<ns>.svc) as a virtual-hosted bucket: pods use the short name
         server = S3Store(endpoint, *create_pipeline_user(endpoint), pipeline_endpoint=f"http://s3:{S3_PORT}",
                          bucket=BUCKET)
@@ -158,9 +151,6 @@ def s3(k, dump):
         k("create", "secret", "generic", "s3-creds", f"--from-literal=AWS_ACCESS_KEY_ID={server.key}",
           f"--from-literal=AWS_SECRET_ACCESS_KEY={server.secret}")
         yield server
-    finally:
-        forward.terminate()
-        forward.wait(10)
 
 
 @pytest.fixture(scope="module")

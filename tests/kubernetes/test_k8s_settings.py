@@ -7,24 +7,23 @@ that the DaskCluster resource type exists and a created one would be seen) and a
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 
 import pytest
-from test_k8s_e2e import REPO, daskclusters, images, k, operator  # noqa: F401 - fixtures
+from test_k8s_e2e import daskclusters, images, k, operator  # noqa: F401 - fixtures
+
+from support import posts_pipeline
 
 pytestmark = pytest.mark.kind
 
 
 def test_a_bad_html_parser_creates_no_daskcluster(k, tmp_path):  # noqa: F811 - the fixture imported above
     assert daskclusters(k) == []
-    env = {**os.environ, "KUBECONFIG": k.kubeconfig, "POSTS_PIPELINE__CLEAN__HTML_PARSER": "nosuch"}
+    env = {"KUBECONFIG": k.kubeconfig, "POSTS_PIPELINE__CLEAN__HTML_PARSER": "nosuch"}
     started = time.monotonic()
-    done = subprocess.run([str(REPO / ".venv" / "bin" / "posts-pipeline"), "run", "-v", "--cluster", "kubernetes",
-                           "--namespace", k.namespace, "--image", "posts-pipeline:latest",
-                           "-i", "s3://posts/Posts.xml", "-o", str(tmp_path / "runs" / "bad")],
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = posts_pipeline("run", "-v", "--cluster", "kubernetes", "--namespace", k.namespace, "--image",
+                          "posts-pipeline:latest", "-i", "s3://posts/Posts.xml", "-o", tmp_path / "runs" / "bad",
+                          env=env, timeout=120)
     assert done.returncode == 2, done.stderr
     assert done.stderr == ("posts-pipeline: error: clean.html-parser must be one of fast, bs4, not 'nosuch' "
                            "(from POSTS_PIPELINE__CLEAN__HTML_PARSER)\n")  # with -v: no "DaskCluster … created" line

@@ -8,9 +8,11 @@ import json
 import pytest
 from kubernetes.client.rest import ApiException
 
-from pipeline import cli, config, kubernetes
+from pipeline import cli, config
 from pipeline import settings as pipeline_settings
 from pipeline.errors import PipelineError
+from pipeline.k8s import diagnosis, lifecycle
+from pipeline.k8s.spec import cluster_name, cluster_spec, owner_reference
 from pipeline.settings import KubernetesSettings
 
 from support import chart as check  # the offline checks of `make chart-lint`
@@ -33,13 +35,13 @@ def pods_of(spec: dict) -> dict:
     {"n-workers": 0, "read-only-root-filesystem": False, "service-account": "dask", "image-pull-secrets": ["reg"]},
 ])
 def test_spec_validates_against_the_crd_schema_shipped_in_dask_kubernetes(over):
-    spec = kubernetes.cluster_spec(settings(**over), "posts-abc", environ={})
+    spec = cluster_spec(settings(**over), "posts-abc", environ={})
     assert check.validate_daskcluster(spec) == []
     assert spec["metadata"]["name"] == "posts-abc"
 
 
 def test_crd_validation_catches_mistakes():
-    spec = kubernetes.cluster_spec(settings(), "posts-abc", environ={})
+    spec = cluster_spec(settings(), "posts-abc", environ={})
     spec["spec"]["worker"]["spec"]["containers"][0]["securityContxt"] = {}
     spec["spec"]["worker"]["replicas"] = "two"
     errors = check.validate_daskcluster(spec)
@@ -48,14 +50,14 @@ def test_crd_validation_catches_mistakes():
 
 def test_dask_pods_are_valid_pods_for_the_cluster_version(kubernetes_version):
     pytest.importorskip("kubernetes_validate", reason="kubernetes-validate belongs in requirements/test-lock.txt")
-    spec = kubernetes.cluster_spec(settings(**{"env-from-secrets": ["s3-creds"]}), "posts-abc", environ={})
+    spec = cluster_spec(settings(**{"env-from-secrets": ["s3-creds"]}), "posts-abc", environ={})
     for where, pod in check.pod_specs(spec):
         doc = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}, "spec": pod}
         assert check.validate_manifest(doc, kubernetes_version) == [], where
 
 
 def test_restricted_security_on_scheduler_and_workers():
-    spec = kubernetes.cluster_spec(settings(), "posts-abc", environ={})
+    spec = cluster_spec(settings(), "posts-abc", environ={})
     for part, pod in pods_of(spec).items():
         assert check.restricted_violations(part, pod) == []
         c = pod["containers"][0]
@@ -75,7 +77,7 @@ def test_restricted_security_on_scheduler_and_workers():
 def test_credentials_only_by_reference():
     environ = {"AWS_ACCESS_KEY_ID": "AKIADRIVER", "AWS_SECRET_ACCESS_KEY": "driver-secret-value",
                "POSTS_PIPELINE__STORAGE_OPTIONS__ENDPOINT_URL": "http://s3.test:5000"}
-    spec = kubernetes.cluster_spec(settings(**{"env-from-secrets": ["s3-creds"], "secret-env": {"EXTRA_TOKEN": "tok/value"}}),
+    spec = cluster_spec(settings(**{"env-from-secrets": ["s3-creds"], "secret-env": {"EXTRA_TOKEN": "tok/value"}}),
                                    "posts-abc", environ=environ)
     text = json.dumps(spec)
     assert "driver-secret-value" not in text and "AKIADRIVER" not in text
@@ -102,26 +104,26 @@ def test_literal_credentials_are_refused_with_the_settings(over):
 def test_a_forwarded_url_with_a_password_is_refused():
     environ = {"POSTS_PIPELINE__STORAGE_OPTIONS__ENDPOINT_URL": "http://admin:hunter2@s3.test:5000"}
     with pytest.raises(PipelineError, match="URL with a user and password.*secret-env") as refused:
-        kubernetes.cluster_spec(settings(), "posts-abc", environ=environ)
+        cluster_spec(settings(), "posts-abc", environ=environ)
     assert "hunter2" not in str(refused.value)
 
 
 def test_the_spec_takes_the_configs_mapping_checked_the_same_way():
-    """helm/check.py passes the chart's config as a mapping: it is checked like a run's."""
+    """support.chart (`make chart-lint`) passes the chart's config as a mapping: it is checked like a run's."""
     raw = {**config.get("cluster.kubernetes"), "threads-per-worker": 0}
     with pytest.raises(PipelineError, match="cluster.kubernetes.threads-per-worker must be an integer ≥ 1, not 0"):
-        kubernetes.cluster_spec(raw, "posts-abc", environ={})
+        cluster_spec(raw, "posts-abc", environ={})
 
 
 def test_owner_reference_from_the_driver_pod():
-    owner = kubernetes.owner_reference({"POSTS_PIPELINE_POD_NAME": "run-1-x", "POSTS_PIPELINE_POD_UID": "u-1"})
-    spec = kubernetes.cluster_spec(settings(), "posts-abc", owner=owner, environ={})
+    owner = owner_reference({"POSTS_PIPELINE_POD_NAME": "run-1-x", "POSTS_PIPELINE_POD_UID": "u-1"})
+    spec = cluster_spec(settings(), "posts-abc", owner=owner, environ={})
     assert spec["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "Pod", "name": "run-1-x", "uid": "u-1"}]
-    assert kubernetes.owner_reference({}) is None
+    assert owner_reference({}) is None
 
 
 def test_adapt_and_idle_timeout():
-    spec = kubernetes.cluster_spec(settings(adapt="2:5", **{"idle-timeout": "10m"}), "posts-abc", environ={})
+    spec = cluster_spec(settings(adapt="2:5", **{"idle-timeout": "10m"}), "posts-abc", environ={})
     assert spec["spec"]["worker"]["replicas"] == 2
     assert spec["spec"]["idleTimeout"] == 600
     assert settings(adapt=None).adapt is None and settings(adapt=" 0 : 3 ").adapt == (0, 3)
@@ -132,7 +134,7 @@ def test_adapt_and_idle_timeout():
 
 def test_the_scheduler_service_exposes_the_dashboard_port_that_serves_metrics():
     """Prometheus (and the chart's PodMonitor, by port name) reaches /metrics on the scheduler's dashboard port."""
-    scheduler = kubernetes.cluster_spec(settings(), "posts-abc", environ={})["spec"]["scheduler"]
+    scheduler = cluster_spec(settings(), "posts-abc", environ={})["spec"]["scheduler"]
     container_ports = {p["name"]: p["containerPort"] for p in scheduler["spec"]["containers"][0]["ports"]}
     service_ports = {p["name"]: (p["port"], p["targetPort"]) for p in scheduler["service"]["ports"]}
     assert container_ports["http-dashboard"] == 8787
@@ -147,7 +149,7 @@ GPU = {"worker-resources": {"requests": {"cpu": "2", "memory": "8Gi"},
 
 def test_a_gpu_worker_group_asks_for_gpus_on_gpu_nodes_only(kubernetes_version):
     """Workers get the GPU limit, the node selector and the toleration; the scheduler stays where it was."""
-    spec = kubernetes.cluster_spec(settings(**GPU), "posts-abc", environ={})
+    spec = cluster_spec(settings(**GPU), "posts-abc", environ={})
     worker, scheduler = pods_of(spec)["worker"], pods_of(spec)["scheduler"]
     assert worker["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"  # the CRD takes strings only
     assert worker["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
@@ -161,7 +163,7 @@ def test_a_gpu_worker_group_asks_for_gpus_on_gpu_nodes_only(kubernetes_version):
 
 
 def test_workers_go_anywhere_by_default():
-    worker = pods_of(kubernetes.cluster_spec(settings(), "posts-abc", environ={}))["worker"]
+    worker = pods_of(cluster_spec(settings(), "posts-abc", environ={}))["worker"]
     assert "nodeSelector" not in worker and "tolerations" not in worker
 
 
@@ -181,12 +183,12 @@ def test_gpu_placement_mistakes_are_one_line_naming_the_key(over, message):
 
 
 def test_cluster_names_are_unique_and_valid():
-    names = {kubernetes.cluster_name("posts-{uuid}") for _ in range(20)}
+    names = {cluster_name("posts-{uuid}") for _ in range(20)}
     assert len(names) == 20 and all(pipeline_settings.CLUSTER_NAME.match(n) for n in names)
-    fixed = kubernetes.cluster_name("My_Run")
+    fixed = cluster_name("My_Run")
     assert fixed.startswith("my-run-") and pipeline_settings.CLUSTER_NAME.match(fixed)
     with pytest.raises(PipelineError, match="at most 40"):
-        kubernetes.cluster_name("x" * 50 + "-{uuid}")
+        cluster_name("x" * 50 + "-{uuid}")
     with pytest.raises(PipelineError, match="cluster.kubernetes.name must be .*at most 40"):
         settings(name="x" * 50 + "-{uuid}")  # refused with the settings, before anything is created
 
@@ -206,21 +208,21 @@ def test_cli_flags_reach_the_kubernetes_settings():
 
 def pod(component, reason=None, message="", ready=False, running=False, image="posts-pipeline:latest", last=None):
     cs = {"image": image, "state": {"waiting": {"reason": reason, "message": message}} if reason else
-          ({"running": {}} if running else {}), "last_state": {"terminated": last} if last else {}}
+          ({"running": {"started_at": "2026-01-01T00:00:00Z"}} if running else {}), "last_state": {"terminated": last} if last else {}}
     return {"metadata": {"name": f"c-{component}", "namespace": "ns", "labels": {"dask.org/component": component}},
             "status": {"phase": "Running" if running else "Pending", "container_statuses": [cs],
                        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
 
 
 def test_diagnose_names_the_cause():
-    assert kubernetes.diagnose([pod("scheduler", running=True, ready=True)]) is None
-    assert "cannot be pulled" in kubernetes.diagnose([pod("worker", "ImagePullBackOff", "not found", image="x:nope")])
-    assert "x:nope" in kubernetes.diagnose([pod("worker", "ErrImagePull", image="x:nope")])
-    crash = kubernetes.diagnose([pod("scheduler", "CrashLoopBackOff", last={"exit_code": 1, "reason": "Error"})])
+    assert diagnosis.diagnose([pod("scheduler", running=True, ready=True)]) is None
+    assert "cannot be pulled" in diagnosis.diagnose([pod("worker", "ImagePullBackOff", "not found", image="x:nope")])
+    assert "x:nope" in diagnosis.diagnose([pod("worker", "ErrImagePull", image="x:nope")])
+    crash = diagnosis.diagnose([pod("scheduler", "CrashLoopBackOff", last={"exit_code": 1, "reason": "Error"})])
     assert "keeps crashing" in crash and "exit code 1" in crash and "kubectl logs" in crash
-    missing = kubernetes.diagnose([pod("worker", "CreateContainerConfigError", 'secret "s3-creds" not found')])
+    missing = diagnosis.diagnose([pod("worker", "CreateContainerConfigError", 'secret "s3-creds" not found')])
     assert 'secret "s3-creds" not found' in missing
-    refused = kubernetes.diagnose([], [{"type": "Warning", "reason": "FailedCreate", "message": "violates PodSecurity"}])
+    refused = diagnosis.diagnose([], [{"type": "Warning", "reason": "FailedCreate", "message": "violates PodSecurity"}])
     assert "violates PodSecurity" in refused
 
 
@@ -273,9 +275,10 @@ def api_exception(status, message):
 ])
 def test_create_refused_is_one_clear_message(monkeypatch, status, message, expected):
     fake = FakeApi(create_error=api_exception(status, message))
-    monkeypatch.setattr(kubernetes, "Api", lambda: fake)
+    monkeypatch.setattr(lifecycle, "Api", lambda: fake)
     with pytest.raises(PipelineError, match=expected):
-        kubernetes.start(settings())
+        with lifecycle.running(settings()):
+            pass
     assert fake.created == []
 
 
@@ -286,18 +289,20 @@ def test_create_refused_is_one_clear_message(monkeypatch, status, message, expec
     (FakeApi(pods=[pod("scheduler", running=True, ready=True), pod("worker")]), "within 2 s: scheduler c-scheduler: Running; worker c-worker: Pending"),
 ])
 def test_start_failures_are_bounded_named_and_clean_up(monkeypatch, fake, expected):
-    monkeypatch.setattr(kubernetes, "Api", lambda: fake)
-    monkeypatch.setattr(kubernetes.time, "sleep", lambda s: None)
+    monkeypatch.setattr(lifecycle, "Api", lambda: fake)
+    monkeypatch.setattr(lifecycle.time, "sleep", lambda s: None)
     with pytest.raises(PipelineError, match=expected):
-        kubernetes.start(settings(**{"start-timeout": "2s"}))
+        with lifecycle.running(settings(**{"start-timeout": "2s"})):
+            pass
     assert fake.deleted == fake.created and len(fake.created) == 1  # no DaskCluster left behind
 
 
 def test_interrupted_start_deletes_the_daskcluster(monkeypatch):
     fake = FakeApi(raise_in_wait=KeyboardInterrupt("signal 15"))
-    monkeypatch.setattr(kubernetes, "Api", lambda: fake)
+    monkeypatch.setattr(lifecycle, "Api", lambda: fake)
     with pytest.raises(KeyboardInterrupt):
-        kubernetes.start(settings())
+        with lifecycle.running(settings()):
+            pass
     assert fake.deleted == fake.created and len(fake.created) == 1
 
 
@@ -306,33 +311,42 @@ def test_missing_image_setting():
         settings(image="")
 
 
-def test_connect_deletes_the_cluster_when_the_versions_differ(monkeypatch):
-    """cluster.connect("kubernetes"): a refused cluster (here: version mismatch) is deleted, not left running."""
+def test_connect_deletes_the_daskcluster_once_whether_refused_or_done(monkeypatch):
+    """cluster.connect on Kubernetes: a refused cluster (here: a version mismatch) is deleted, not left running,
+    and a run's cluster is deleted once; the connection (a LocalCluster in place of the KubeCluster) is closed."""
+    from contextlib import contextmanager
+
     from distributed import LocalCluster
 
     from pipeline import cluster as clusters
 
-    class FakeStarted:
-        closed = 0
+    connections = []
 
-        def __init__(self):
-            self.kube = LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0")
+    @contextmanager
+    def kube_cluster(name, namespace, settings):
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as local:
+            connections.append(local)
+            yield local
 
-        def close(self):
-            FakeStarted.closed += 1
-            self.kube.close()
-
-    monkeypatch.setattr(kubernetes, "start", lambda settings: FakeStarted())
+    fake = FakeApi(pods=[pod("scheduler", running=True, ready=True), pod("worker", running=True)])
+    monkeypatch.setattr(lifecycle, "Api", lambda: fake)
+    monkeypatch.setattr(lifecycle, "kube_cluster", kube_cluster)
+    on_kubernetes = pipeline_settings.section(
+        pipeline_settings.ClusterSettings, {**config.get("cluster"), "kind": "kubernetes", "connect-timeout": "10s",
+                                                "kubernetes": {**config.get("cluster.kubernetes"), "start-timeout": "2s"}})
 
     def mismatch(client):
         raise PipelineError("version mismatch between this driver and the cluster")
 
     monkeypatch.setattr(clusters, "check_versions", mismatch)
     with pytest.raises(PipelineError, match="version mismatch"):
-        with clusters.connect("kubernetes", None, {}, "10s"):
+        with clusters.connect(on_kubernetes):
             pass
-    assert FakeStarted.closed == 1
+    assert len(fake.created) == 1 and fake.deleted == fake.created
+    assert connections[0].status.name == "closed"
     monkeypatch.setattr(clusters, "check_versions", lambda client: None)
-    with clusters.connect("kubernetes", None, {}, "10s") as client:
+    with clusters.connect(on_kubernetes) as client:
         assert client.submit(sum, [1, 2]).result() == 3
-    assert FakeStarted.closed == 2
+        assert len(fake.created) == 2 and fake.deleted == fake.created[:1]  # not before the run ends
+    assert fake.deleted == fake.created  # each deleted exactly once
+    assert connections[1].status.name == "closed"

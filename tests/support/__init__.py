@@ -16,6 +16,8 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
@@ -207,6 +209,23 @@ class Kubectl:
         ns = ["-n", namespace] if namespace else []
         return self(*ns, "apply", "-f", "-", input=manifest)
 
+    @contextmanager
+    def port_forward(self, target: str, port: int, answers: Callable[[str], bool],
+                     namespace: str | None = None) -> Iterator[str]:
+        """``kubectl port-forward`` of ``target``'s ``port`` to a free local port: its URL, once ``answers(url)``."""
+        local = free_port()
+        ns = namespace or self.namespace
+        forward = subprocess.Popen([self.binary, "--kubeconfig", self.kubeconfig, *(["-n", ns] if ns else []),
+                                    "port-forward", target, f"{local}:{port}"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{local}"
+        try:
+            wait_for(lambda: answers(url), 60, f"kubectl port-forward {target}", interval=0.5)
+            yield url
+        finally:
+            forward.terminate()
+            forward.wait(10)
+
 
 def node_image_names(node: dict) -> set[str]:
     """The image names a Kubernetes node reports; an image left without a tag reports ``names: null``."""
@@ -293,9 +312,25 @@ def first_pass_counts(blocks: list[bytes], tag: str = "python", labels: tuple[st
 # ---------------------------------------------------------------- the command as a user runs it
 
 
-def posts_pipeline(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """The command as a user runs it, in its own process (the environment inherited)."""
-    return subprocess.run([POSTS_PIPELINE, *args], capture_output=True, text=True, timeout=timeout)
+def posts_pipeline(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """The command as a user runs it, in its own process (the environment inherited, ``env`` added)."""
+    return subprocess.run([POSTS_PIPELINE, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def session_processes(session: int) -> dict[int, tuple[int, str]]:
+    """The live processes of a session: pid → (parent pid, command line); zombies, which run nothing, left out."""
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:  # ended meanwhile
+            continue
+        state, ppid, _group, sid = stat.rsplit(")", 1)[1].split()[:4]
+        if int(sid) == session and state != "Z":
+            found[int(pid)] = (int(ppid), cmdline.replace(b"\0", b" ").decode(errors="replace").strip())
+    return found
 
 
 def assert_refused(done: subprocess.CompletedProcess, *messages: str) -> None:

@@ -172,7 +172,7 @@ def driver_daskcluster(docs: list[dict]) -> dict:
     """The DaskCluster a run of this release would create, from the rendered ConfigMap's pipeline config."""
     import dask.config
 
-    from pipeline import kubernetes
+    from pipeline.k8s.spec import cluster_name, cluster_spec
 
     cm = next(d for d in docs if d["kind"] == "ConfigMap")
     user = yaml.safe_load(cm["data"]["pipeline.yaml"])
@@ -182,7 +182,7 @@ def driver_daskcluster(docs: list[dict]) -> dict:
         settings = config.get("cluster.kubernetes")
         owner = {"apiVersion": "v1", "kind": "Pod", "name": "run-1-abcde",
                  "uid": "00000000-0000-0000-0000-000000000000"}
-        return kubernetes.cluster_spec(settings, kubernetes.cluster_name(settings["name"]), owner=owner, environ={})
+        return cluster_spec(settings, cluster_name(settings["name"]), owner=owner, environ={})
     finally:
         dask.config.config.clear()
         dask.config.config.update(saved)
