@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import dask
-import joblib
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -151,6 +150,7 @@ def first_pass(block: read.Block, number: int, site: str, questions_dir: str, la
         write_parquet(written, f"{questions_dir}/{part_file(number)}", QUESTIONS_SCHEMA, options)
     counts = dict.fromkeys(model.COUNTS, 0)
     if settings.classify:
+        model.import_in_background()
         with _timed(seconds, "select labelled"):
             training = model.labelled(cleaned, settings.labels, settings.test_size, settings.random_state, site)
         with _timed(seconds, "write Parquet"):
@@ -365,6 +365,8 @@ def _compute(client: Client, collections: list, show_progress: bool) -> list:
 
 
 def _model_bytes(fitted: dict) -> bytes:
+    import joblib  # (only a trained classifier needs it: off the start path)
+
     buffer = io.BytesIO()
     joblib.dump(fitted, buffer)
     return buffer.getvalue()
@@ -393,6 +395,8 @@ def run(inputs: list[str] | str | None = None, output: str | None = None) -> rep
     planned = sum(read.block_count(size, settings.blocksize, 1) for size in files.values())
     settings.check_blocks(planned, sum(files.values()))
     out = RunDirectory(output, storage_options, overwrite=config.get("overwrite"), inputs=files)
+    if settings.classifier.enabled:  # the classifier's imports (seconds) beside the cluster's start and pass 1
+        model.import_in_background()
     try:
         with cluster.connect(
             config.get("cluster.kind"), config.get("cluster.scheduler-address"),
