@@ -66,9 +66,10 @@ def import_classifier() -> None:
 
 @functools.cache
 def import_in_background() -> threading.Thread:
-    """Start ``import_classifier`` in a thread, once per process: in the driver beside the cluster's start, in
-    each worker beside its first-pass tasks (whose Arrow kernels leave the interpreter to it; nothing left to
-    import in a worker forked from a server that preloaded them)."""
+    """Start ``import_classifier`` in a thread, once per process: in the driver while the workers run pass 1
+    (not during the cluster's start, whose messages it would hold up), in each worker beside its first-pass
+    tasks (whose Arrow kernels leave the interpreter to it; nothing is left to import in a worker forked from
+    a server that preloaded them)."""
     thread = threading.Thread(target=import_classifier, name="import-classifier", daemon=True)
     thread.start()
     return thread

@@ -294,6 +294,8 @@ def run_on(client: Client, inputs: list[str], files: dict[str, int], out: RunDir
     show_progress = {"auto": sys.stderr.isatty(), True: True, False: False}[config.get("progress")]
     started = time.perf_counter()
     the_plan = plan(client, inputs, files, out)
+    if the_plan.settings.classify:  # the classifier's imports (seconds) while the workers run pass 1
+        model.import_in_background()
     first = run_first_pass(client, the_plan, out, visualize, show_progress)
     timings = {"parse, clean, write, analytics": round(time.perf_counter() - started, 3)}
     combined = {name: combine(name, [first.blocks[i] for i in numbers],
@@ -395,8 +397,6 @@ def run(inputs: list[str] | str | None = None, output: str | None = None) -> rep
     planned = sum(read.block_count(size, settings.blocksize, 1) for size in files.values())
     settings.check_blocks(planned, sum(files.values()))
     out = RunDirectory(output, storage_options, overwrite=config.get("overwrite"), inputs=files)
-    if settings.classifier.enabled:  # the classifier's imports (seconds) beside the cluster's start and pass 1
-        model.import_in_background()
     try:
         with cluster.connect(
             config.get("cluster.kind"), config.get("cluster.scheduler-address"),
