@@ -24,6 +24,7 @@ from distributed import Client, LocalCluster
 from distributed.client import AllExit
 from distributed.versions import VersionMismatchWarning
 
+from pipeline import model
 from pipeline.errors import PipelineError
 from pipeline.settings import ClusterSettings, LocalSettings, section
 
@@ -63,9 +64,10 @@ def check_versions(client: Client) -> None:
         )
 
 
-# What the tasks of a run import: preloaded in the fork server that local workers start from.
+# What the tasks of a run import, the classifier's libraries too: preloaded once in the fork server that
+# local workers start from, beside the driver's start (pipeline.fork_server last: it freezes them).
 WORKER_MODULES = ["distributed", "pipeline.questions", "pipeline.clean", "pipeline.analytics", "pipeline.model",
-                  "dask.dataframe.io.parquet.arrow", "pipeline.fork_server"]
+                  *model.CLASSIFIER_MODULES, "dask.dataframe.io.parquet.arrow", "pipeline.fork_server"]
 
 
 def start_method(setting: str) -> str:

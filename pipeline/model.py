@@ -21,24 +21,27 @@ orders) against plain SGD's 0.975 (±0.0002); on 10 MB both averaged 0.989.
 
 from __future__ import annotations
 
+import functools
+import importlib
+import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import dask
-import dask.array as da
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import scipy.sparse as sp
 from dask.base import tokenize
-from dask_ml.wrappers import Incremental
-from sklearn.linear_model import SGDClassifier
-from sklearn.metrics import confusion_matrix
-from sklearn.pipeline import make_pipeline
 
-from pipeline import hashing, storage
+from pipeline import storage
 from pipeline.clean import has_tag
+
+if TYPE_CHECKING:
+    import dask.array as da
+    import scipy.sparse as sp
+    from sklearn.linear_model import SGDClassifier
 
 LABELLED_SCHEMA = pa.schema([("site", pa.string()), ("id", pa.int64()), ("text", pa.large_string()),
                              ("label", pa.int8()), ("test", pa.bool_())])
@@ -46,6 +49,30 @@ SIDES = ("train", "test")
 COUNTS = ("train", "test", "train_second", "test_second")  # what ``counts`` gives for a block
 TRAIN_BATCH = 4096  # training questions per partial_fit: the model's steps, whatever the blocks
 ROW_GROUP = 1024  # rows per Parquet row group of a labelled file: a batch reads little more than its rows
+# What training and scoring import (seconds of dask-ml, scikit-learn and SciPy): imported where they are used,
+# so that a run only pays for them when a classifier trains, and ``import_classifier`` can warm them early.
+CLASSIFIER_MODULES = ("dask.array", "scipy.sparse", "dask_ml.wrappers", "sklearn.linear_model", "sklearn.metrics",
+                      "sklearn.pipeline", "pipeline.hashing")
+
+
+def import_classifier() -> None:
+    """Import ``CLASSIFIER_MODULES``."""
+    try:
+        for name in CLASSIFIER_MODULES:
+            importlib.import_module(name)
+    except ImportError:  # said where training imports them again
+        pass
+
+
+@functools.cache
+def import_in_background() -> threading.Thread:
+    """Start ``import_classifier`` in a thread, once per process: in the driver while the workers run pass 1
+    (not during the cluster's start, whose messages it would hold up), in each worker beside its first-pass
+    tasks (whose Arrow kernels leave the interpreter to it; nothing is left to import in a worker forked from
+    a server that preloaded them)."""
+    thread = threading.Thread(target=import_classifier, name="import-classifier", daemon=True)
+    thread.start()
+    return thread
 
 
 def held_back(ids: np.ndarray, test_size: float, random_state: int) -> np.ndarray:
@@ -172,6 +199,8 @@ def _rows(piece: Piece, storage_options: dict, column: str) -> pa.ChunkedArray:
 
 def features(pieces: list[Piece], storage_options: dict) -> sp.csr_matrix:
     """The hashed texts of one batch of training questions."""
+    from pipeline import hashing
+
     texts = pa.chunked_array([c for p in pieces for c in _rows(p, storage_options, "text").chunks],
                              type=LABELLED_SCHEMA.field("text").type)
     return hashing.transform(texts.combine_chunks())
@@ -184,6 +213,8 @@ def targets(pieces: list[Piece], storage_options: dict) -> np.ndarray:
 
 def score_block(path: str, storage_options: dict, estimator: SGDClassifier) -> tuple[np.ndarray, ...]:
     """Predicted labels, labels and ids of one block's held-back questions."""
+    from pipeline import hashing
+
     table = _side(path, storage_options, True, ["id", "text", "label"])
     predicted = estimator.predict(hashing.transform(table["text"].combine_chunks())).astype("int8")
     return predicted, table["label"].to_numpy(), table["id"].to_numpy()
@@ -192,6 +223,9 @@ def score_block(path: str, storage_options: dict, estimator: SGDClassifier) -> t
 def _chunks(function, batched: list[list[Piece]], storage_options: dict, width: int | None = None) -> da.Array:
     """A dask array with one chunk per batch, each chunk one task: ``from_delayed`` and ``concatenate``
     would add two more per chunk, and tiny tasks cost as much scheduling as big ones."""
+    import dask.array as da
+    import scipy.sparse as sp
+
     sizes = tuple(sum(stop - start for _, start, stop in pieces) for pieces in batched)
     name = f"{function.__name__}-{tokenize(batched, storage_options)}"
     if width:
@@ -208,6 +242,13 @@ def train(files: list[str], block_counts: pd.DataFrame, labels: tuple[str, str],
     Needs one training question at least (``reason_to_skip`` says when there is none); one class only, or
     no held-back question, still give a model (accuracy and baseline None without a question to score).
     """
+    from dask_ml.wrappers import Incremental
+    from sklearn.linear_model import SGDClassifier
+    from sklearn.metrics import confusion_matrix
+    from sklearn.pipeline import make_pipeline
+
+    from pipeline import hashing
+
     n_train, n_test = block_counts["train"].tolist(), block_counts["test"].tolist()
     batched = batches(files, n_train, TRAIN_BATCH)
     x_train = _chunks(features, batched, storage_options, width=hashing.N_FEATURES)

@@ -49,6 +49,12 @@ NAMED = {"lt": "<", "gt": ">", "amp": "&", "quot": '"', "apos": "'"}
 # "&amp;" last, so that "&amp;lt;" becomes "&lt;" and not "<".
 COMMON = (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&apos;", "'"), ("&#xA;", "\n"), ("&#xD;", "\r"),
           ("&amp;", "&"))
+# What literal tabs and carriage returns become, then COMMON: the whole decoding by replacement, in order.
+REPLACED = (("\t", " "), ("\r", " "), *COMMON)
+# Of those, the ones few values hold (none in most blocks of the dumps): only the values that hold one go
+# through every replacement, the rest through the others. None of the replacements makes a pattern appear.
+RARE = ("\t", "\r", "&apos;", "&#xD;")
+RARE_PATTERN = r"[\t\r]|&apos;|&#xD;"
 
 
 class Malformed(NamedTuple):
@@ -139,11 +145,12 @@ def _unusual_references(values: pa.Array) -> np.ndarray:
 
 def _decode(values: pa.Array) -> pa.Array:
     """XML-decode a column of raw attribute values."""
-    if not pc.any(pc.match_substring_regex(values, "[&\t\r]")).as_py():
+    escaped = pc.fill_null(pc.match_substring_regex(values, "[&\t\r]"), False)
+    if not pc.any(escaped).as_py():
         return values
-    decoded = values
-    for reference, char in (("\t", " "), ("\r", " "), *COMMON):
-        decoded = pc.replace_substring(decoded, reference, char)
+    rare = pc.fill_null(pc.match_substring_regex(values, RARE_PATTERN), False)
+    decoded = replaced_where(values, escaped, [(ref, char) for ref, char in REPLACED if ref not in RARE])
+    decoded = replaced_where(values, rare, REPLACED, into=decoded)
     unusual = np.flatnonzero(_unusual_references(values))
     if len(unusual):
         decoded = decoded.to_pylist()
@@ -151,6 +158,21 @@ def _decode(values: pa.Array) -> pa.Array:
             decoded[i] = unescape(value)
         decoded = pa.array(decoded, values.type)
     return decoded
+
+
+def replaced_where(values: pa.Array, mask: pa.Array, replacements, into: pa.Array | None = None) -> pa.Array:
+    """``into`` (default ``values``) where ``mask`` picks a value: that value of ``values`` with each of
+    ``replacements`` (pairs: substring, replacement) made in order. Each replacement is a pass over the values
+    it is made in: only the values that need it (a mask of them is one RE2 pass), not the whole column."""
+    into = values if into is None else into
+    picked = pc.sum(mask).as_py() or 0
+    if not picked:
+        return into
+    whole = picked == len(values)  # (then every value of ``into`` is replaced)
+    chosen = values if whole else values.filter(mask)
+    for reference, char in replacements:
+        chosen = pc.replace_substring(chosen, reference, char)
+    return chosen if whole else pc.replace_with_mask(into, mask, chosen)
 
 
 def split_lines(data: bytes) -> tuple[pa.Array, dict[int, str]]:

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import dask
-import joblib
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -161,6 +160,7 @@ def first_pass(block: read.Block, number: int, site: str, questions_dir: str, la
         write_parquet(written, f"{questions_dir}/{part_file(number)}", QUESTIONS_SCHEMA, options)
     counts = dict.fromkeys(model.COUNTS, 0)
     if settings.classify:
+        model.import_in_background()
         with _timed(seconds, "select labelled"):
             training = model.labelled(cleaned, settings.labels, settings.test_size, settings.random_state, site)
         with _timed(seconds, "write Parquet"):
@@ -304,6 +304,8 @@ def run_on(client: Client, settings: Settings, inputs: list[str], files: dict[st
     results to ``out`` (not yet committed)."""
     started = time.perf_counter()
     the_plan = plan(client, settings, inputs, files, out)
+    if the_plan.settings.classify:  # the classifier's imports (seconds) while the workers run pass 1
+        model.import_in_background()
     first = run_first_pass(client, the_plan, out, settings.visualize, settings.show_progress)
     timings = {"parse, clean, write, analytics": round(time.perf_counter() - started, 3)}
     combined = {name: combine(name, [first.blocks[i] for i in numbers],
@@ -376,6 +378,8 @@ def _compute(client: Client, collections: list, show_progress: bool) -> list:
 
 
 def _model_bytes(fitted: dict) -> bytes:
+    import joblib  # (only a trained classifier needs it: off the start path)
+
     buffer = io.BytesIO()
     joblib.dump(fitted, buffer)
     return buffer.getvalue()

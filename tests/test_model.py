@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -74,3 +77,14 @@ def test_a_batch_reads_its_rows_from_the_row_groups_that_hold_them(tmp_path):
     assert model.targets([(path, 0, 1), (path, 6, 7)], {}).tolist() == [0, 0]
     expected = hashing.transform(pa.array([f"word{i}" for i in range(2, 7)], pa.large_string()))
     assert (model.features([(path, 2, 7)], {}) != expected).nnz == 0
+
+
+def test_the_start_path_leaves_the_classifier_libraries_to_the_classifier():
+    """What a run imports before its cluster starts holds none of dask-ml, scikit-learn or SciPy (seconds of
+    imports): they are imported when a classifier trains, or beside the first pass (``import_classifier``)."""
+    heavy = ["dask_ml", "sklearn", "scipy", "joblib"]
+    code = ("import sys, pipeline.cli, pipeline.run; print(*[m for m in {heavy} if m in sys.modules]); "
+            "pipeline.run.model.import_classifier(); print(*[m for m in {heavy} if m in sys.modules])")
+    done = subprocess.run([sys.executable, "-c", code.format(heavy=heavy)], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.splitlines() == ["", " ".join(heavy)]

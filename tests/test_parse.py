@@ -206,6 +206,22 @@ def test_generated_row_round_trips_and_agrees_with_elementtree(title, body, scor
     assert clean.tag_lists(pa.array([attrs["Tags"]]))[0].as_py() == tags
 
 
+# Values made of the references and characters decoding replaces, the rare ones (tabs, carriage returns,
+# &apos; and &#xD;) in some values of a column only: each value is decoded on its own, whatever the others hold.
+escaped_text = st.lists(st.sampled_from(["a", " ", "\t", "\r", "&lt;", "&gt;", "&amp;", "&quot;", "&apos;", "&#xA;",
+                                         "&#xD;", "&#x41;", "&amp;apos;", "&amp;#xD;", "é"]), max_size=8).map("".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(escaped_text, escaped_text), min_size=1, max_size=6))
+def test_a_block_of_rows_decodes_each_value_as_elementtree_does(values):
+    lines = [row(**{**QUESTION, "Id": i + 1}).replace('Title="T"', f'Title="{title}"').replace('Body="', f'Body="{body}', 1)
+             for i, (title, body) in enumerate(values)]
+    parsed = parse.parse_block("\n".join(lines).encode())
+    assert not parsed.malformed and len(parsed.question_lines) == len(lines)
+    assert [parsed.question(i) for i in range(len(lines))] == [ET.fromstring(line.strip()).attrib for line in lines]
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.text(alphabet='<>/="&;#x0123abcrow \x01\r', max_size=60))
 def test_parser_accepts_exactly_what_elementtree_accepts(noise):
