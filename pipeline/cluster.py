@@ -127,15 +127,20 @@ def dask_setup(worker) -> None:
     Ctrl-C reaches the whole process group: the driver stops the run, and the workers' nannies stop
     them, without a traceback from each. A worker stopped mid-task warns that the task was cancelled:
     the driver's one line says why. A task that fails is logged by the worker ("Compute Failed", with its
-    traceback) and raised at the driver: the driver's line is the one the user needs.
+    traceback) and raised at the driver: the driver's line is the one the user needs. A worker whose
+    heartbeat finds the scheduler gone (it closes first, or the run was stopped) logs a traceback too:
+    the driver, which owns both, has said or will say what happened.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
-    logging.getLogger("distributed.worker").addFilter(_without_compute_failed)
+    logging.getLogger("distributed.worker").addFilter(_said_by_the_driver)
 
 
-def _without_compute_failed(record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith("Compute Failed")
+WORKER_NOISE = ("Compute Failed", "Failed to communicate with scheduler during heartbeat")
+
+
+def _said_by_the_driver(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith(WORKER_NOISE)
 
 
 def _local_cluster(settings: LocalSettings, timeout: float) -> LocalCluster:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -314,3 +315,13 @@ def test_the_log_filter_redacts_every_handler_line(capsys):
         log.removeHandler(handler)
     err = capsys.readouterr().err
     assert "s3cr3t" not in err and "cannot reach http://***@host:9000" in err and "https://***@host" in err
+
+
+@pytest.mark.parametrize("message, shown", [
+    ("Compute Failed\nKey: ('first-pass', 3)", False),
+    ("Failed to communicate with scheduler during heartbeat.", False),
+    ("Worker is at 85% memory usage. Pausing worker.", True),
+])
+def test_local_workers_leave_to_the_driver_what_it_says_in_its_one_line(message, shown):
+    record = logging.LogRecord("distributed.worker", logging.ERROR, __file__, 1, message, None, None)
+    assert cluster._said_by_the_driver(record) is shown
