@@ -127,30 +127,19 @@ def plan(client: Client, inputs: list[str], files: dict[str, int], out: RunDirec
     """Cut the files into blocks (a multiple of the cluster's threads) and group them by site — or take the
     blocks of the interrupted run being resumed, and what it finished, if nothing they depend on changed."""
     settings = PassSettings.from_config()
-    blocksize = config.get("blocksize")
-    fingerprint = resume.fingerprint(files, settings.storage_options, resume.pass_settings(
-        dask.utils.parse_bytes(blocksize) if isinstance(blocksize, str) else blocksize, settings.html_parser,
-        settings.tag, settings.labels, settings.classify, settings.test_size, settings.random_state,
-        settings.samples))
     progress = out.progress
     done, again = frozenset(), {}
-    if out.recorded_plan:
-        changed = resume.difference(out.recorded_plan.get("fingerprint", {}), fingerprint)
-        if changed:
-            afresh = "without --resume" if out.local else "with --overwrite instead of --resume"
-            raise PipelineError(f"cannot resume the run at {config.redacted_url(out.url)}: {changed} since it "
-                                f"started; run {afresh} to start afresh")
+    if out.recorded_plan:  # checked by check_resumable
         blocks = resume.recorded_blocks(out.recorded_plan)
         first, again = resume.done(out.fs, out.fs._strip_protocol(progress))
         done = frozenset(first)
         log.info("resuming the interrupted run: %d of %d blocks done, reused", len(done), len(blocks))
     else:
-        if config.get("resume"):
-            log.info("nothing to resume at %s: a new run", config.redacted_url(out.url))
-        blocks = read.blocks(files, blocksize, multiple=max(1, sum(client.nthreads().values())))
+        blocks = read.blocks(files, config.get("blocksize"), multiple=max(1, sum(client.nthreads().values())))
         for name in (resume.FIRST, resume.AGAIN):
             out.progress_directory(name)
-        resume.write_whole(f"{progress}/{PLAN}", resume.plan_record(blocks, fingerprint), settings.storage_options)
+        resume.write_whole(f"{progress}/{PLAN}", resume.plan_record(blocks, _fingerprint(files, settings)),
+                           settings.storage_options)
     by_site: dict[str, list[int]] = defaultdict(list)
     for number, block in enumerate(blocks):
         by_site[sites.site_of(block.path)].append(number)
@@ -203,6 +192,28 @@ def reused_block(progress: str, number: int, again: bool, storage_options: dict)
     """What ``recorded_first_pass`` recorded of a block an interrupted run finished."""
     fields, ids = resume.load(progress, number, again, storage_options)
     return BlockResult(*fields), ids
+
+
+def _fingerprint(files: dict[str, int], settings: PassSettings) -> dict:
+    blocksize = config.get("blocksize")
+    return resume.fingerprint(files, settings.storage_options, resume.pass_settings(
+        dask.utils.parse_bytes(blocksize) if isinstance(blocksize, str) else blocksize, settings.html_parser,
+        settings.tag, settings.labels, settings.classify, settings.test_size, settings.random_state,
+        settings.samples))
+
+
+def check_resumable(out: RunDirectory, files: dict[str, int]) -> None:
+    """Refuse to resume an interrupted run whose inputs or settings have changed since (before a cluster
+    starts); say when there is nothing to resume."""
+    if not out.recorded_plan:
+        if config.get("resume"):
+            log.info("nothing to resume at %s: a new run", config.redacted_url(out.url))
+        return
+    changed = resume.difference(out.recorded_plan.get("fingerprint", {}), _fingerprint(files, PassSettings.from_config()))
+    if changed:
+        afresh = "without --resume" if out.local else "with --overwrite instead of --resume"
+        raise PipelineError(f"cannot resume the run at {config.redacted_url(out.url)}: {changed} since it started; "
+                            f"run {afresh} to start afresh")
 
 
 class FirstPass(NamedTuple):
@@ -443,6 +454,7 @@ def run(inputs: list[str] | str | None = None, output: str | None = None) -> rep
         out = RunDirectory(output, storage_options, overwrite=config.get("overwrite"), inputs=files,
                            resume=config.get("resume"))
         try:
+            check_resumable(out, files)
             with cluster.connect(
                 config.get("cluster.kind"), config.get("cluster.scheduler-address"),
                 config.get("cluster.local"), config.get("cluster.connect-timeout"),
