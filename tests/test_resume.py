@@ -122,7 +122,7 @@ def test_resume_refuses_a_changed_input(tmp_path):
     kill_halfway(["-i", str(dump), "-o", str(out)], local_progress(out.parent, "run"))
 
     def staging():  # what the interrupted run finished
-        return {p: p.read_bytes() for p in out.parent.rglob("*")
+        return {p: p.read_bytes() for p in out.parent.glob(".run.partial-*/**/*")
                 if p.is_file() and p.name not in ("_RUN", "driver.log")}
 
     finished = staging()
