@@ -155,7 +155,7 @@ class RunDirectory:
         output as well (``NAME.failed-driver.log``)."""
         try:
             if driver_log and self.claimed:
-                self.fs.pipe_file(self.final + FAILED_LOG, self._earlier_log + driver_log)
+                self._write_failed_log(self._earlier_log + driver_log)
             if self.claimed and self.resume and (self.local or self._still_ours()):
                 self.write(DRIVER_LOG, self._earlier_log + driver_log)
                 if self.local:
@@ -168,6 +168,14 @@ class RunDirectory:
             pass
         finally:
             self._unlock()
+
+    def _write_failed_log(self, data: bytes) -> None:
+        try:
+            self.fs.pipe_file(self.final + FAILED_LOG, data)
+        except Exception:  # a full disk, say: then no log rather than half of one
+            if self.fs.exists(self.final + FAILED_LOG):
+                self.fs.rm(self.final + FAILED_LOG)
+            raise
 
     # What may be written over
 
