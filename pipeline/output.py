@@ -172,10 +172,11 @@ class RunDirectory:
     def _write_failed_log(self, data: bytes) -> None:
         try:
             self.fs.pipe_file(self.final + FAILED_LOG, data)
-        except Exception:  # a full disk, say: then no log rather than half of one
-            if self.fs.exists(self.final + FAILED_LOG):
+        except Exception:  # a full disk, say: then no log rather than half of one, and the clean-up goes on
+            try:
                 self.fs.rm(self.final + FAILED_LOG)
-            raise
+            except Exception:
+                pass
 
     # What may be written over
 
