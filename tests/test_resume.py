@@ -153,6 +153,36 @@ def test_resume_refuses_changed_settings(dump, tmp_path):
     assert resumed.returncode == 0 and "resuming the interrupted run" in resumed.stderr, resumed.stderr
 
 
+def test_a_failed_run_resumed_reuses_its_blocks_passed_again_without_duplicates(tmp_path):
+    """A run with --resume that fails after its first pass (most lines malformed) keeps its staging; resumed
+    with --allow-malformed (which the blocks do not depend on) it passes no block again, not even those it
+    had passed again without their duplicates, and gives what a run that allowed them from the start gives."""
+    site = tmp_path / "site"
+    site.mkdir()
+    generate(str(site / "a.xml"), Options(size=300_000, seed=5))
+    (site / "b.xml").write_bytes((site / "a.xml").read_bytes())  # every question again: duplicates
+    (site / "c.xml").write_text("<posts>\n" + '  <row Id="broken\n' * 3000 + "</posts>\n")
+    inputs, runs = ["-i", str(site / "*.xml")], tmp_path / "runs"
+    whole = posts_pipeline(*RUN, *inputs, "-o", str(runs / "whole"), "--allow-malformed")
+    assert whole.returncode == 0, whole.stderr
+
+    failed = posts_pipeline(*QUIET, "--resume", *inputs, "-o", str(runs / "run"))
+    assert_refused(failed, "are malformed")
+    [staging] = runs.glob(".run.partial-*")
+    again = sorted(int(p.stem) for p in (staging / "_progress" / "again").glob("*.json"))
+    plan = json.loads((staging / "_progress" / "plan.json").read_text())
+    assert again and len(again) < len(plan["blocks"])
+    written = {p.name: p.stat().st_mtime_ns for p in (staging / "run" / "questions").iterdir()}
+
+    resumed = posts_pipeline(*RUN, "--resume", *inputs, "-o", str(runs / "run"), "--allow-malformed")
+    assert resumed.returncode == 0, resumed.stderr
+    blocks = len(plan["blocks"])
+    assert f"resuming the interrupted run: {blocks} of {blocks} blocks done, reused" in resumed.stderr
+    assert f"passing {len(again)} block(s) again" in resumed.stderr
+    assert {p.name: p.stat().st_mtime_ns for p in (runs / "run" / "questions").iterdir()} == written
+    assert_same_run(local_files(runs / "run"), local_files(runs / "whole"))
+
+
 # S3 (moto's server): the staging is the prefix itself, taken over with a conditional write of _RUN
 
 @pytest.fixture
