@@ -80,6 +80,7 @@ class RunDirectory:
         self.resume = resume
         self.recorded_plan: dict | None = None  # the plan of the interrupted run taken over (``resume``)
         self._earlier_log = b""  # the driver's log of the attempts before, carried on
+        self._take_over = False  # on S3, with resume: the prefix holds an unfinished run of ours
         self._lock = None
         self.fs, path = storage.filesystem(self.url, storage_options)
         self.local = storage.is_local(self.fs)
@@ -92,8 +93,7 @@ class RunDirectory:
             except BaseException:
                 self._unlock()
                 raise
-            taken_over = self.recorded_plan and not self.local  # the prefix of the run to resume
-            self._replaced = self._identity(self.final) if self.replacing or taken_over else None
+            self._replaced = self._identity(self.final) if self.replacing or self._take_over else None
             if self.local:
                 self._start_local(adopted)
             else:
@@ -129,7 +129,8 @@ class RunDirectory:
     def commit(self, driver_log: bytes = b"") -> dict:
         """Write the driver's log, the manifest last, and put the run in place; return the manifest."""
         with storage_errors(self.url):
-            self.write(DRIVER_LOG, self._earlier_log + driver_log)
+            if driver_log or self._earlier_log:
+                self.write(DRIVER_LOG, self._earlier_log + driver_log)
             progress = posixpath.join(self.final, PROGRESS)
             if not self.local and self.fs.exists(progress):
                 self.fs.rm(progress, recursive=True)
@@ -207,8 +208,13 @@ class RunDirectory:
         if not files:
             return False
         finished = self._check_ours(self.final, files)
-        if not finished and self.resume and posixpath.join(PROGRESS, PLAN) in files and self._read_plan(self.final):
-            return False  # the interrupted run to take over (_start_remote)
+        if not finished and self.resume and not self.local:
+            # The interrupted run to take over (_start_remote): to resume, or to start again if it had
+            # recorded no plan yet (killed while its cluster started, say).
+            self._take_over = True
+            if posixpath.join(PROGRESS, PLAN) in files:
+                self._read_plan(self.final)
+            return False
         if overwrite:
             return True
         if finished:
@@ -385,7 +391,8 @@ class RunDirectory:
             raise PipelineError(f"output {self.url} was claimed by another run just now: choose another "
                                 "output") from None
         self.claimed = True
-        old = [p for p in self.fs.find(self.final) if p != key] if self.replacing and not self.recorded_plan else []
+        restart = self.replacing or (self._take_over and not self.recorded_plan)
+        old = [p for p in self.fs.find(self.final) if p != key] if restart else []
         if old:
             self.fs.rm(old)
 
@@ -466,6 +473,7 @@ class DriverLog:
 
     def close(self) -> None:
         self.handler.close()
+        self.handler.stream.close()
         self._file.close()
 
 

@@ -20,7 +20,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import dask
@@ -90,7 +90,7 @@ class Plan:
     settings: PassSettings
     progress: str  # where each block is recorded as done (``resume``)
     done: frozenset[int] = frozenset()  # blocks an interrupted run finished, reused
-    again: dict[int, list[int]] | None = None  # blocks it passed again → the positions they left out
+    again: dict[int, list[int]] = field(default_factory=dict)  # blocks it passed again → the positions left out
 
     def site_of(self, number: int) -> str:
         return sites.site_of(self.blocks[number].path)

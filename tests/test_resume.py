@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.errors import PipelineError
 from pipeline.generate import Options, generate
+from pipeline.output import RunDirectory
 
 from support import POSTS_PIPELINE, assert_refused, posts_pipeline, wait_for
 
@@ -247,6 +249,23 @@ def test_on_s3_resume_refuses_a_changed_input(s3, bucket, dump):
     assert_refused(posts_pipeline(*QUIET, "--resume", "-i", source, "-o", f"s3://{prefix}"),
                    f"cannot resume the run at s3://{prefix}: input {source} changed (modified since) since it "
                    "started; run with --overwrite instead of --resume to start afresh")
+
+
+@pytest.mark.s3
+def test_on_s3_a_run_killed_before_its_plan_is_started_again_by_resume(s3, bucket):
+    """A Job's driver killed while its cluster started leaves _RUN and nothing done: its retry starts anew."""
+    url, options = f"s3://{bucket}/run", {"endpoint_url": s3.endpoint}
+    killed = RunDirectory(url, options)
+    killed.write("questions/part.0.parquet", b"PAR1")  # as if a block's file were there without its record
+    with pytest.raises(PipelineError, match="holds a run that has not finished"):
+        RunDirectory(url, options)
+    retry = RunDirectory(url, options, resume=True)
+    assert retry.recorded_plan is None
+    fs = s3.filesystem()
+    assert fs.find(f"{bucket}/run") == [f"{bucket}/run/_RUN"]
+    assert json.loads(fs.cat_file(f"{bucket}/run/_RUN"))["run_id"] == retry.run_id
+    retry.write("report.json", "{}")
+    assert set(retry.commit()["files"]) == {"_RUN", "report.json"}
 
 
 # driver.log
