@@ -269,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"posts-pipeline: error: {config.redacted_text(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        print("posts-pipeline: interrupted; partial output removed", file=sys.stderr)
+        kept = config.get("resume")  # then the staging stays for the next --resume
+        print(f"posts-pipeline: interrupted; {'what it finished is kept for --resume' if kept else 'partial output removed'}",
+              file=sys.stderr)
         return 128 + getattr(e, "signum", signal.SIGINT)
     finally:
         for s, handler in previous.items():

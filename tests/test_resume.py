@@ -39,10 +39,11 @@ def dump(tmp_path_factory) -> Path:
     return path
 
 
-def kill_halfway(args: list[str], progress) -> tuple[int, set[int]]:
+def kill_halfway(args: list[str], progress, signum: int = signal.SIGKILL) -> tuple[int, set[int]]:
     """Start a run, SIGKILL it (its workers too) once ``progress()`` — the staging's ``_progress`` as
-    (plan or None, names of the files in blocks/) — says that half of its blocks are recorded as done;
-    how many blocks it had and those it finished."""
+    (plan or None, names of the files in blocks/) — says that half of its blocks are recorded as done
+    (or send the driver alone ``signum``, as Kubernetes stops a pod); how many blocks it had and those it
+    finished."""
     process = subprocess.Popen([POSTS_PIPELINE, *RUN, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)
     try:
@@ -51,9 +52,16 @@ def kill_halfway(args: list[str], progress) -> tuple[int, set[int]]:
             plan, names = progress()
             return plan and 2 * sum(n.endswith(".json") for n in names) >= len(plan["blocks"])
         wait_for(half_done, 300, "half of the blocks recorded", interval=0.05)
+        if signum != signal.SIGKILL:
+            process.send_signal(signum)
+            process.wait(timeout=120)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.communicate(timeout=60)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        stderr = process.communicate(timeout=120)[1]
+    if signum != signal.SIGKILL:
+        assert process.returncode == 128 + signum, stderr
+        assert stderr.splitlines()[-1] == "posts-pipeline: interrupted; what it finished is kept for --resume"
     plan, names = progress()
     done = {int(n.removesuffix(".json")) for n in names if n.endswith(".json")}
     assert len(done) < len(plan["blocks"]), "the run finished before it was killed: use smaller blocks"
@@ -107,6 +115,18 @@ def test_a_run_killed_halfway_and_resumed_is_the_uninterrupted_run(dump, tmp_pat
     assert_same_run(local_files(out), local_files(runs / "whole"))
     assert sorted(os.listdir(runs)) == ["resumed", "whole"]  # the staging went with the run
     assert not (out / "_progress").exists()
+
+
+def test_a_run_stopped_by_sigterm_with_resume_keeps_what_it_finished(dump, tmp_path):
+    """A Kubernetes Job's driver pod stopped (SIGTERM) mid-run: the Job's next pod, with --resume, carries on."""
+    out = tmp_path / "runs" / "run"
+    blocks, done = kill_halfway(["--resume", "-i", str(dump), "-o", str(out)], local_progress(out.parent, "run"),
+                                signal.SIGTERM)
+    resumed = posts_pipeline(*RUN, "--resume", "-i", str(dump), "-o", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming the interrupted run: {len(done)} of {blocks} blocks done, reused" in resumed.stderr
+    log = (out / "driver.log").read_text()  # both attempts' lines
+    assert log.count("pass 1:") == 2 and "the run failed: Interrupted(" in log
 
 
 def test_resume_with_nothing_to_resume_is_a_new_run(dump, tmp_path):
