@@ -9,7 +9,8 @@ much as a large one. Each input file belongs to a site (``sites``); questions wh
 in their site are found on a worker and their blocks passed again without them (``duplicates``).
 The partials are combined per site, and each site's classifier trains and scores from its own
 labelled Parquet, block by block, or declines with the reason when its labelled questions cannot
-give a meaningful score.
+give a meaningful score. Each block's task records the block as done in the staging (``resume``), so
+that ``--resume`` passes only the blocks an interrupted run had not finished.
 """
 
 from __future__ import annotations
