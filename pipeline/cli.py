@@ -34,6 +34,7 @@ RUN_SETTINGS = {
     "input": "input",
     "output": "output",
     "overwrite": "overwrite",
+    "resume": "resume",
     "blocksize": "blocksize",
     "unpack_dir": "unpack-dir",
     "cluster": "cluster.kind",
@@ -99,6 +100,9 @@ def _add_run(sub) -> None:
     io_group.add_argument("--input", "-i", nargs="+", metavar="PATH_OR_URL", help="Posts.xml files, globs or s3:// URLs [input]")
     io_group.add_argument("--output", "-o", metavar="DIR_OR_URL", help="run directory to create, local or s3:// [output]")
     io_group.add_argument("--overwrite", action="store_true", default=None, help="replace an existing run directory [overwrite]")
+    io_group.add_argument("--resume", action="store_true", default=None,
+                          help="reuse the blocks an interrupted run to this output finished, if its inputs and "
+                          "settings are unchanged (else run anew) [resume]")
     io_group.add_argument("--blocksize", help="bytes of XML per task, e.g. 64MiB [blocksize]")
     io_group.add_argument("--unpack-dir", metavar="DIR_OR_URL",
                           help="where .7z/.gz/.bz2/.xz/.zst inputs are unpacked once, kept for later runs [unpack-dir]")
@@ -255,12 +259,13 @@ def _interrupt(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    log.setLevel(level)  # our messages; Dask's own stay at WARNING unless --verbose
+    logging.basicConfig(level=logging.WARNING, format=config.LOG_FORMAT, datefmt=config.LOG_DATE_FORMAT)
+    log.setLevel(min(level, logging.INFO))  # our messages (driver.log has INFO); Dask's own stay at WARNING unless -v
     # distributed sets its loggers' levels from dask.config when it is first imported.
     dask.config.set({"logging.distributed": "info" if args.verbose else "warning"})
     logging.getLogger("distributed").setLevel(logging.INFO if args.verbose else logging.WARNING)
     for handler in logging.getLogger().handlers:
+        handler.setLevel(level)  # the terminal shows what --quiet/--verbose ask for
         handler.addFilter(config.RedactingFilter())  # no log line shows a URL's user and password
     previous = {s: signal.signal(s, _interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -269,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"posts-pipeline: error: {config.redacted_text(str(e))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        print("posts-pipeline: interrupted; partial output removed", file=sys.stderr)
+        kept = config.get("resume")  # then the staging stays for the next --resume
+        print(f"posts-pipeline: interrupted; {'what it finished is kept for --resume' if kept else 'partial output removed'}",
+              file=sys.stderr)
         return 128 + getattr(e, "signum", signal.SIGINT)
     finally:
         for s, handler in previous.items():

@@ -143,6 +143,10 @@ def where(key: str, value) -> str:
     return ""
 
 
+# The driver's log lines, on the terminal as in driver.log.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_DATE_FORMAT = "%H:%M:%S"
+
 SECRET_WORDS = ("key", "secret", "token", "password", "credential")
 # user[:password]@ after a scheme: what a URL must not show.
 USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/?#@\s]+)@")

@@ -18,6 +18,15 @@ it wrote. A run claims the prefix by creating ``_RUN`` with a conditional write 
 or, to overwrite, by replacing the old ``_RUN`` only if it is unchanged (``If-Match``), and checks
 that ``_RUN`` is still its own before it writes ``_SUCCESS``. Readers should look for ``_SUCCESS``
 (as Hadoop and Spark jobs do).
+
+A run with ``resume`` keeps its staging when it fails or is interrupted, with what it finished recorded
+in ``_progress/`` (``pipeline.resume``), and takes over the staging such a run left for its output:
+locally the newest unlocked work directory whose ``_progress/plan.json`` is there, on S3 the unfinished
+run under the prefix (its ``_RUN`` replaced with ``If-Match``). ``_progress/`` is not part of the result.
+
+The driver's log goes into the run as ``driver.log``. A failed run leaves it beside the output, as
+``NAME.failed-driver.log`` (the staging is gone, or hidden), and a resumable one in its staging too,
+where the run that resumes it carries it on.
 """
 
 from __future__ import annotations
@@ -31,15 +40,17 @@ import posixpath
 import re
 import shutil
 import socket
+import tempfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline import storage
+from pipeline import config, storage
 from pipeline.errors import PipelineError
 from pipeline.storage import storage_errors
 
@@ -50,6 +61,10 @@ MANIFEST = "_SUCCESS"  # written last: every file of the run and its size
 MARKER = "_RUN"  # written first: who started the run, when and where
 LOCK = "_LOCK"  # in a local work directory: locked by its run while it lives
 REPLACED = "replaced"  # in a local work directory: the run being overwritten, moved aside
+PROGRESS = "_progress"  # in the staging: what a run has finished, for --resume (not part of the result)
+PLAN = "plan.json"  # in _progress: written first; a staging without it has nothing to resume
+DRIVER_LOG = "driver.log"
+FAILED_LOG = ".failed-driver.log"  # the driver's log of a failed run, beside its output: NAME.failed-driver.log
 WORK_DIRECTORY = re.compile(r"\.(?P<name>.+)\.partial-[0-9a-f]{12}")
 
 
@@ -57,22 +72,44 @@ class RunDirectory:
     """Where a run writes (``path``, ``directory``, ``write``), put in place by ``commit`` or removed by
     ``abort``. ``inputs`` (the run's input files) are never written over."""
 
-    def __init__(self, url: str, storage_options: dict, overwrite: bool = False, inputs: Iterable[str] = ()):
+    def __init__(self, url: str, storage_options: dict, overwrite: bool = False, inputs: Iterable[str] = (),
+                 resume: bool = False):
         self.url = url.rstrip("/")
         self.run_id = uuid.uuid4().hex[:12]
         self.claimed = False  # whether abort may delete what is there: never another run's results
+        self.resume = resume
+        self.recorded_plan: dict | None = None  # the plan of the interrupted run taken over (``resume``)
+        self._earlier_log = b""  # the driver's log of the attempts before, carried on
+        self._take_over = False  # on S3, with resume: the prefix holds an unfinished run of ours
         self._lock = None
         self.fs, path = storage.filesystem(self.url, storage_options)
         self.local = storage.is_local(self.fs)
         self.final = os.path.realpath(path) if self.local else path.rstrip("/")
         with storage_errors(self.url):
             self._refuse_inputs(inputs, storage_options)
-            self.replacing = self._replaceable(overwrite)
-            self._replaced = self._identity(self.final) if self.replacing else None
+            adopted = self._adopt_local() if self.local and resume else None
+            try:
+                self.replacing = self._replaceable(overwrite)
+            except BaseException:
+                self._unlock()
+                raise
+            self._replaced = self._identity(self.final) if self.replacing or self._take_over else None
             if self.local:
-                self._start_local()
+                self._start_local(adopted)
             else:
                 self._start_remote()
+
+    @property
+    def progress(self) -> str:
+        """Where the run records what it has finished (a URL workers can write to), outside its results."""
+        return self.fs.unstrip_protocol(posixpath.join(self.work if self.local else self.final, PROGRESS))
+
+    def progress_directory(self, name: str) -> str:
+        """A directory under ``progress``, made now."""
+        url = f"{self.progress}/{name}"
+        with storage_errors(self.url):
+            self.fs.makedirs(self.fs._strip_protocol(url), exist_ok=True)
+        return url
 
     def path(self, name: str) -> str:
         """Where ``name`` is written now (a URL workers can write to)."""
@@ -89,9 +126,14 @@ class RunDirectory:
             with self.fs.open(posixpath.join(self.staging, name), "wb") as f:
                 f.write(data.encode() if isinstance(data, str) else data)
 
-    def commit(self) -> dict:
-        """Write the manifest last and put the run in place; return the manifest."""
+    def commit(self, driver_log: bytes = b"") -> dict:
+        """Write the driver's log, the manifest last, and put the run in place; return the manifest."""
         with storage_errors(self.url):
+            if driver_log or self._earlier_log:
+                self.write(DRIVER_LOG, self._earlier_log + driver_log)
+            progress = posixpath.join(self.final, PROGRESS)
+            if not self.local and self.fs.exists(progress):
+                self.fs.rm(progress, recursive=True)
             self.fs.invalidate_cache()
             files = {
                 posixpath.relpath(path, self.staging): info["size"]
@@ -108,10 +150,18 @@ class RunDirectory:
                 self._create(MANIFEST, json.dumps(manifest, indent=2))
         return manifest
 
-    def abort(self) -> None:
-        """Remove what this run wrote, so that nothing half-written is left behind (and nothing else goes)."""
+    def abort(self, driver_log: bytes = b"") -> None:
+        """Remove what this run wrote, so that nothing half-written is left behind (and nothing else goes) —
+        unless it may be resumed: then its staging stays, driver's log included. The log goes beside the
+        output as well (``NAME.failed-driver.log``)."""
         try:
-            if self.claimed and self.local:
+            if driver_log and self.claimed:
+                self._write_failed_log(self._earlier_log + driver_log)
+            if self.claimed and self.resume and (self.local or self._still_ours()):
+                self.write(DRIVER_LOG, self._earlier_log + driver_log)
+                if self.local:
+                    _put_back(self.work, self.final)
+            elif self.claimed and self.local:
                 _tidy(self.work, self.final)
             elif self.claimed and self._still_ours():
                 self.fs.rm(self.final, recursive=True)
@@ -119,6 +169,15 @@ class RunDirectory:
             pass
         finally:
             self._unlock()
+
+    def _write_failed_log(self, data: bytes) -> None:
+        try:
+            self.fs.pipe_file(self.final + FAILED_LOG, data)
+        except Exception:  # a full disk, say: then no log rather than half of one, and the clean-up goes on
+            try:
+                self.fs.rm(self.final + FAILED_LOG)
+            except Exception:
+                pass
 
     # What may be written over
 
@@ -149,6 +208,13 @@ class RunDirectory:
         if not files:
             return False
         finished = self._check_ours(self.final, files)
+        if not finished and self.resume and not self.local:
+            # The interrupted run to take over (_start_remote): to resume, or to start again if it had
+            # recorded no plan yet (killed while its cluster started, say).
+            self._take_over = True
+            if posixpath.join(PROGRESS, PLAN) in files:
+                self._read_plan(self.final)
+            return False
         if overwrite:
             return True
         if finished:
@@ -184,6 +250,17 @@ class RunDirectory:
                             f"{MANIFEST} manifest or {MARKER} marker): not even --overwrite replaces it; "
                             "choose another output")
 
+    def _read_plan(self, staging: str) -> bool:
+        """Read the plan recorded in ``staging`` (and the driver's log so far), if it has one."""
+        self.recorded_plan = self._read_json(posixpath.join(staging, PROGRESS), PLAN) or None
+        if self.recorded_plan:
+            log_file = posixpath.join(self.staging_of(staging), DRIVER_LOG)
+            self._earlier_log = self.fs.cat_file(log_file) if self.fs.exists(log_file) else b""
+        return self.recorded_plan is not None
+
+    def staging_of(self, work: str) -> str:
+        return posixpath.join(work, "run") if self.local else work
+
     def _read_json(self, path: str, name: str) -> dict:
         try:
             value = json.loads(self.fs.cat_file(posixpath.join(path, name)))
@@ -205,10 +282,45 @@ class RunDirectory:
 
     # Local: a locked work directory beside the output, renamed into place
 
-    def _start_local(self) -> None:
+    def _adopt_local(self) -> str | None:
+        """The newest work directory a run to this output left with a plan recorded, locked, its replaced run
+        put back (the run that resumes sees the output as it was); None if there is none."""
+        parent, name = posixpath.split(self.final)
+        if not os.path.isdir(parent):
+            return None
+        found = []
+        for entry in os.scandir(parent):
+            match = WORK_DIRECTORY.fullmatch(entry.name)
+            plan = posixpath.join(entry.path, PROGRESS, PLAN)
+            if match and match["name"] == name and entry.is_dir(follow_symlinks=False) and os.path.isfile(plan):
+                found.append((os.path.getmtime(plan), entry.path))
+        for _, work in sorted(found, reverse=True):
+            try:
+                lock = open(posixpath.join(work, LOCK), "rb")
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.close()
+                continue  # a live run's
+            self._lock = lock
+            if self._read_plan(work):
+                _put_back(work, self.final)
+                return work
+            self._unlock()
+        return None
+
+    def _start_local(self, adopted: str | None = None) -> None:
         parent, name = posixpath.split(self.final)
         os.makedirs(parent, exist_ok=True)
-        _remove_leftovers(parent)
+        if adopted:
+            self.work, self.staging = adopted, self.staging_of(adopted)
+            self.claimed = True
+            _remove_leftovers(parent, name)  # not the one adopted: it is locked
+            self.write(MARKER, self._marker())
+            return
+        _remove_leftovers(parent, name)
         starting = posixpath.join(parent, f".{name}.starting-{self.run_id}")
         self.work = posixpath.join(parent, f".{name}.partial-{self.run_id}")
         self.staging = posixpath.join(self.work, "run")
@@ -267,7 +379,7 @@ class RunDirectory:
         self.staging = self.final
         key = posixpath.join(self.final, MARKER)
         try:
-            if self._replaced:
+            if self._replaced:  # replaced, or taken over to resume
                 bucket, path, _ = self.fs.split_path(key)
                 self.fs.call_s3("put_object", Bucket=bucket, Key=path, Body=self._marker().encode(),
                                 IfMatch=self._replaced)
@@ -279,7 +391,8 @@ class RunDirectory:
             raise PipelineError(f"output {self.url} was claimed by another run just now: choose another "
                                 "output") from None
         self.claimed = True
-        old = [p for p in self.fs.find(self.final) if p != key] if self.replacing else []
+        restart = self.replacing or (self._take_over and not self.recorded_plan)
+        old = [p for p in self.fs.find(self.final) if p != key] if restart else []
         if old:
             self.fs.rm(old)
 
@@ -291,11 +404,14 @@ class RunDirectory:
         return self._read_json(self.final, MARKER).get("run_id") == self.run_id
 
 
-def _remove_leftovers(parent: str) -> None:
-    """Remove the work directories left in ``parent`` by runs that were killed: those no live run keeps locked."""
+def _remove_leftovers(parent: str, name: str) -> None:
+    """Remove the work directories left in ``parent`` by runs that were killed: those no live run keeps locked,
+    but not one that can be resumed, unless it is for ``name``, the output of the run starting now."""
     for entry in os.scandir(parent):
         match = WORK_DIRECTORY.fullmatch(entry.name)
         if not match or not entry.is_dir(follow_symlinks=False):
+            continue
+        if match["name"] != name and os.path.isfile(posixpath.join(entry.path, PROGRESS, PLAN)):
             continue
         try:
             lock = open(posixpath.join(entry.path, LOCK), "rb")
@@ -321,11 +437,57 @@ def _remove_leftovers(parent: str) -> None:
 
 def _tidy(work: str, final: str) -> None:
     """Remove a local work directory, putting back the run it had moved aside if nothing took its place."""
+    _put_back(work, final)
+    shutil.rmtree(work)
+
+
+def _put_back(work: str, final: str) -> None:
+    """Put back the run a local work directory had moved aside, if nothing took its place (else remove it)."""
     replaced = posixpath.join(work, REPLACED)
     if os.path.isdir(replaced) and not os.path.lexists(final):
         os.rename(replaced, final)
         log.warning("put back %s: the run that was replacing it did not finish", final)
-    shutil.rmtree(work)
+    elif os.path.isdir(replaced):
+        shutil.rmtree(replaced)
+
+
+class DriverLog:
+    """The driver's log lines since the run started, at INFO whatever the terminal shows, credentials
+    redacted, in an unnamed temporary file (nothing left behind by a kill)."""
+
+    def __init__(self):
+        self._file = tempfile.TemporaryFile()
+        self.handler = logging.StreamHandler(open(self._file.fileno(), "w", encoding="utf-8", closefd=False))
+        self.handler.setLevel(logging.INFO)
+        self.handler.setFormatter(logging.Formatter(config.LOG_FORMAT, config.LOG_DATE_FORMAT))
+        self.handler.addFilter(config.RedactingFilter())
+
+    def read(self, failure: BaseException | None = None) -> bytes:
+        """The lines so far, and a last one for ``failure``: the error the run ends with."""
+        if failure is not None:
+            said = str(failure) if isinstance(failure, PipelineError) else repr(failure)  # the filter redacts
+            self.handler.handle(logging.makeLogRecord({"name": __name__, "levelno": logging.ERROR,
+                                                       "levelname": "ERROR", "msg": f"the run failed: {said}"}))
+        self.handler.flush()
+        return os.pread(self._file.fileno(), os.fstat(self._file.fileno()).st_size, 0)
+
+    def close(self) -> None:
+        self.handler.close()
+        self.handler.stream.close()
+        self._file.close()
+
+
+@contextmanager
+def driver_log() -> Iterator[DriverLog]:
+    """The driver's log (every logger's records that reach the root) kept while the block runs."""
+    lines = DriverLog()
+    root = logging.getLogger()
+    root.addHandler(lines.handler)
+    try:
+        yield lines
+    finally:
+        root.removeHandler(lines.handler)
+        lines.close()
 
 
 def write_parquet(frame: pd.DataFrame, url: str, schema: pa.Schema, storage_options: dict,

@@ -9,7 +9,8 @@ much as a large one. Each input file belongs to a site (``sites``); questions wh
 in their site are found on a worker and their blocks passed again without them (``duplicates``).
 The partials are combined per site, and each site's classifier trains and scores from its own
 labelled Parquet, block by block, or declines with the reason when its labelled questions cannot
-give a meaningful score.
+give a meaningful score. Each block's task records the block as done in the staging (``resume``), so
+that ``--resume`` passes only the blocks an interrupted run had not finished.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import dask
@@ -41,10 +42,11 @@ from pipeline import (
     questions,
     read,
     report,
+    resume,
     sites,
 )
 from pipeline.errors import PipelineError
-from pipeline.output import RunDirectory, part_file, write_parquet
+from pipeline.output import PLAN, RunDirectory, driver_log, part_file, write_parquet
 from pipeline.settings import MalformedSettings, Settings
 from pipeline.settings import load as load_settings
 from pipeline.storage import storage_errors
@@ -94,6 +96,9 @@ class Plan:
     questions_dir: str
     labelled_dir: str
     settings: PassSettings
+    progress: str  # where each block is recorded as done (``resume``)
+    done: frozenset[int] = frozenset()  # blocks an interrupted run finished, reused
+    again: dict[int, list[int]] = field(default_factory=dict)  # blocks it passed again → the positions left out
 
     def site_of(self, number: int) -> str:
         return sites.site_of(self.blocks[number].path)
@@ -128,17 +133,30 @@ def _timed(seconds: dict[str, float], stage: str):
 
 def plan(client: Client, run_settings: Settings, inputs: list[str], files: dict[str, int],
          out: RunDirectory) -> Plan:
-    """Cut the files into blocks (a multiple of the cluster's threads) and group them by site."""
+    """Cut the files into blocks (a multiple of the cluster's threads) and group them by site — or take the
+    blocks of the interrupted run being resumed, and what it finished, if nothing they depend on changed."""
     settings = PassSettings.of(run_settings)
-    blocks = read.blocks(files, run_settings.blocksize, multiple=max(1, sum(client.nthreads().values())),
-                         storage_options=settings.storage_options)
+    progress = out.progress
+    done, again = frozenset(), {}
+    if out.recorded_plan:  # checked by check_resumable
+        blocks = resume.recorded_blocks(out.recorded_plan)
+        first, again = resume.done(out.fs, out.fs._strip_protocol(progress))
+        done = frozenset(first)
+        log.info("resuming the interrupted run: %d of %d blocks done, reused", len(done), len(blocks))
+    else:
+        blocks = read.blocks(files, run_settings.blocksize, multiple=max(1, sum(client.nthreads().values())),
+                             storage_options=settings.storage_options)
+        for name in (resume.FIRST, resume.AGAIN):
+            out.progress_directory(name)
+        resume.write_whole(f"{progress}/{PLAN}", resume.plan_record(blocks, _fingerprint(files, run_settings)),
+                           settings.storage_options)
     by_site: dict[str, list[int]] = defaultdict(list)
     for number, block in enumerate(blocks):
         by_site[sites.site_of(block.path)].append(number)
     log.info("reading %d file(s) of %d site(s) in %d blocks", len(files), len(by_site), len(blocks))
     labelled_dir = out.directory("labelled") if settings.classify else ""
     return Plan(inputs, files, blocks, dict(sorted(by_site.items())), out.directory("questions"), labelled_dir,
-                settings)
+                settings, progress, done, again)
 
 
 def first_pass(block: read.Block, number: int, site: str, questions_dir: str, labelled_dir: str,
@@ -172,6 +190,42 @@ def first_pass(block: read.Block, number: int, site: str, questions_dir: str, la
     return BlockResult(stats, partials, counts, seconds), cleaned["id"].to_numpy("int64", na_value=-1)
 
 
+def recorded_first_pass(progress: str, block: read.Block, number: int, site: str, questions_dir: str,
+                        labelled_dir: str, settings: PassSettings,
+                        drop: np.ndarray | None = None) -> tuple[BlockResult, np.ndarray]:
+    """``first_pass``, then the block recorded as done, for a run that resumes this one."""
+    result, ids = first_pass(block, number, site, questions_dir, labelled_dir, settings, drop)
+    resume.record(progress, number, *result, ids if drop is None else None, drop, settings.storage_options)
+    return result, ids
+
+
+def reused_block(progress: str, number: int, again: bool, storage_options: dict) -> tuple[BlockResult, np.ndarray]:
+    """What ``recorded_first_pass`` recorded of a block an interrupted run finished."""
+    fields, ids = resume.load(progress, number, again, storage_options)
+    return BlockResult(*fields), ids
+
+
+def _fingerprint(files: dict[str, int], run_settings: Settings) -> dict:
+    settings = PassSettings.of(run_settings)
+    return resume.fingerprint(files, settings.storage_options, resume.pass_settings(
+        run_settings.blocksize, settings.html_parser, settings.tag, settings.labels, settings.classify,
+        settings.test_size, settings.random_state, settings.samples))
+
+
+def check_resumable(out: RunDirectory, files: dict[str, int], settings: Settings) -> None:
+    """Refuse to resume an interrupted run whose inputs or settings have changed since (before a cluster
+    starts); say when there is nothing to resume."""
+    if not out.recorded_plan:
+        if settings.resume:
+            log.info("nothing to resume at %s: a new run", config.redacted_url(out.url))
+        return
+    changed = resume.difference(out.recorded_plan.get("fingerprint", {}), _fingerprint(files, settings))
+    if changed:
+        afresh = "without --resume" if out.local else "with --overwrite instead of --resume"
+        raise PipelineError(f"cannot resume the run at {config.redacted_url(out.url)}: {changed} since it started; "
+                            f"run {afresh} to start afresh")
+
+
 class FirstPass(NamedTuple):
     """The first pass's results in block order, the duplicates it left out, and the scheduler's record of it."""
 
@@ -185,9 +239,13 @@ def run_first_pass(client: Client, plan: Plan, out: RunDirectory, visualize: str
     """One task per block and one per site that finds repeated ids among the blocks' (on a worker, so only
     the duplicates come back); then the blocks that had any once more without them."""
     def task(number: int, drop: np.ndarray | None = None):
-        return dask.delayed(first_pass, pure=True, nout=2)(
-            plan.blocks[number], number, plan.site_of(number), plan.questions_dir, plan.labelled_dir,
-            plan.settings, drop)
+        recorded = number in plan.done if drop is None else plan.again.get(number) == drop.tolist()
+        if recorded:
+            return dask.delayed(reused_block, pure=True, nout=2)(plan.progress, number, drop is not None,
+                                                                 plan.settings.storage_options)
+        return dask.delayed(recorded_first_pass, pure=True, nout=2)(
+            plan.progress, plan.blocks[number], number, plan.site_of(number), plan.questions_dir,
+            plan.labelled_dir, plan.settings, drop)
 
     tasks = [task(number) for number in range(len(plan.blocks))]
     finds = [dask.delayed(duplicates.find, pure=True)({n: tasks[n][1] for n in numbers})
@@ -402,20 +460,24 @@ def run(inputs: list[str] | str | None = None, output: str | None = None) -> rep
         raise PipelineError("an input (--input PATH_OR_URL) and an output (--output DIR_OR_URL) are needed")
     inputs = [inputs] if isinstance(inputs, str) else list(inputs)
     storage_options = settings.storage_options
-    log.info("input %s → output %s (storage options %s)", ", ".join(map(config.redacted_url, inputs)),
-             config.redacted_url(output), config.redacted(storage_options))
-    # listed once, and a missing input fails before a cluster starts
-    files = read.expand(inputs, storage_options, cluster_kind=settings.cluster.kind, unpack_dir=settings.unpack_dir)
-    planned = sum(read.block_count(size, settings.blocksize, 1) for size in files.values())
-    settings.check_blocks(planned, sum(files.values()))
-    out = RunDirectory(output, storage_options, overwrite=settings.overwrite, inputs=files)
-    try:
-        with cluster.connect(settings.cluster) as client:
-            result = run_on(client, settings, inputs, files, out)
-        out.commit()
-    except BaseException:
-        out.abort()
-        raise
+    with driver_log() as lines:  # for driver.log in the run directory
+        log.info("input %s → output %s (storage options %s)", ", ".join(map(config.redacted_url, inputs)),
+                 config.redacted_url(output), config.redacted(storage_options))
+        # listed once, and a missing input fails before a cluster starts
+        files = read.expand(inputs, storage_options, cluster_kind=settings.cluster.kind,
+                            unpack_dir=settings.unpack_dir)
+        planned = sum(read.block_count(size, settings.blocksize, 1) for size in files.values())
+        settings.check_blocks(planned, sum(files.values()))
+        out = RunDirectory(output, storage_options, overwrite=settings.overwrite, inputs=files,
+                           resume=settings.resume)
+        try:
+            check_resumable(out, files, settings)
+            with cluster.connect(settings.cluster) as client:
+                result = run_on(client, settings, inputs, files, out)
+            out.commit(lines.read())
+        except BaseException as exc:
+            out.abort(lines.read(exc))
+            raise
     metrics.push(result, settings.metrics)
     log.info("results in %s (%s, report.json)", out.url, result.page)
     return result

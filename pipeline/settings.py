@@ -137,6 +137,7 @@ class Settings:
     input: tuple[str, ...]
     output: str | None
     overwrite: bool
+    resume: bool
     blocksize: int  # bytes
     unpack_dir: str | None
     storage_options: dict

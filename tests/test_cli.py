@@ -136,7 +136,7 @@ def test_a_local_cluster_that_cannot_start_its_workers_is_one_line(posts, tmp_pa
                           "--n-workers", "2", timeout=120)
     assert_one_line_error(done, "the embedded LocalCluster could not start its 2 workers within 0.2 s")
     assert time.monotonic() - started < 60
-    assert not (tmp_path / "runs" / "out").exists() and list((tmp_path / "runs").iterdir()) == []
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["out.failed-driver.log"]  # and no run
 
 
 @pytest.mark.parametrize("args", [[], ["run"], ["generate"], ["config"]])
@@ -231,7 +231,10 @@ def test_a_signal_stops_the_run_with_one_line_and_no_partial_output(posts, tmp_p
     assert process.returncode == code
     assert stderr == "posts-pipeline: interrupted; partial output removed\n"
     assert stdout == ""
-    assert list((tmp_path / "runs").iterdir()) == []  # neither the run nor its staging directory
+    # Neither the run nor its staging directory: the driver's log, ending with the signal.
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["stopped.failed-driver.log"]
+    log = (tmp_path / "runs" / "stopped.failed-driver.log").read_text()
+    assert "ERROR pipeline.output: the run failed: Interrupted(" in log
     wait_for(lambda: not session_processes(process.pid), 30, "the stopped run's workers and fork server to end")
 
 

@@ -150,7 +150,8 @@ def test_failed_run_leaves_nothing_behind(posts, tmp_path, monkeypatch):
     out = tmp_path / "run"
     with dask.config.set(SETTINGS), pytest.raises(RuntimeError, match="exploded"):
         run.run([posts], str(out))
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["run.failed-driver.log"]  # no run, no staging: its log
+    assert "the run failed: RuntimeError('model exploded')" in (tmp_path / "run.failed-driver.log").read_text()
 
 
 def test_no_labelled_question_skips_the_classifier_and_writes_the_rest(tmp_path):
