@@ -179,6 +179,16 @@ def test_driver_runs_from_a_suspended_cronjob_with_restricted_pods(helm):
     assert cfg["cluster"]["kubernetes"]["adapt"] == "1:3" and cfg["analytics"]["top"] == 10  # config merged
 
 
+
+@pytest.mark.parametrize("retries", [0, 2])
+def test_a_retried_run_resumes_its_failed_attempt(helm, retries):
+    """With retries the Job's pods (same job name, same output) carry on with --resume; without, a failed
+    run cleans up after itself."""
+    job = by_kind(template(helm, *REQUIRED, "--set", f"run.backoffLimit={retries}"))["CronJob"][0]["spec"]
+    spec = job["jobTemplate"]["spec"]
+    assert spec["backoffLimit"] == retries
+    assert ("--resume" in spec["template"]["spec"]["containers"][0]["args"]) is (retries > 0)
+
 def test_rbac_is_least_privilege(helm):
     kinds = by_kind(template(helm, *REQUIRED))
     assert "ClusterRole" not in kinds and "ClusterRoleBinding" not in kinds

@@ -131,6 +131,9 @@ spec:
         - /etc/posts-pipeline/pipeline.yaml
         - --output
         - "$(OUTPUT_PREFIX)/$(RUN_NAME)"
+        {{- if gt (int .Values.run.backoffLimit) 0 }}
+        - --resume
+        {{- end }}
         {{- range .Values.run.extraArgs }}
         - {{ . | quote }}
         {{- end }}
