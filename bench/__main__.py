@@ -41,8 +41,9 @@ NEEDS = {"polars": ["polars"], "duckdb": ["duckdb"], "spark": ["pyspark"]}
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "latest.json")
 MiB = 2**20
 # Our CLI's log lines that end one phase of a run and open the next (imports: from exec to the first).
-PHASES = [(r"input .* → output", "cluster start"), (r"pass 1:", "pass 1"), (r": classifier .* on \d+ questions", "classifier"),
-          (r": accuracy \S+ on", "write results"), (r"results in ", "shutdown")]
+PHASES = [(r"input .* → output", "cluster start"), (r"pass 1:", "pass 1"),
+          (r": classifier .* on \d+ questions", "classifier"), (r": accuracy \S+ on", "write results"),
+          (r"results in ", "shutdown")]
 
 
 def missing(name: str) -> str | None:

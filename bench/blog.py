@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import re
 import sys
-from contextlib import ExitStack
 import xml.etree.ElementTree as ET
+from contextlib import ExitStack
 
 import dask
 import dask.bag as db
@@ -58,7 +58,8 @@ def run(path: str, tag: str = "python", labels: tuple[str, str] = ("python", "r"
         stack.enter_context(dask.config.set({"dataframe.convert-string": False}))
         with stages("cluster start"):
             if scheduler is None:
-                scheduler = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0"))
+                scheduler = stack.enter_context(LocalCluster(n_workers=workers, threads_per_worker=1,
+                                                             dashboard_address=":0"))
             stack.enter_context(Client(scheduler))
         with stages("read+parse+clean"):
             rows = (db.read_text(path, blocksize=BLOCKSIZE)
@@ -67,7 +68,8 @@ def run(path: str, tag: str = "python", labels: tuple[str, str] = ("python", "r"
             df = questions.to_dataframe(meta={"Id": int, "CreationDate": object, "Score": int, "Title": object,
                                               "Body": object, "Tags": object})
             df["Tags"] = df["Tags"].map(clean_tags, meta=("Tags", object))
-            df["Body"] = df["Body"].map(lambda body: BeautifulSoup(body, "html.parser").get_text(), meta=("Body", object))
+            df["Body"] = df["Body"].map(lambda body: BeautifulSoup(body, "html.parser").get_text(),
+                                        meta=("Body", object))
             df["CreationDate"] = dd.to_datetime(df["CreationDate"])
             if persist:
                 df = df.persist()
@@ -89,7 +91,8 @@ def run(path: str, tag: str = "python", labels: tuple[str, str] = ("python", "r"
             encoder = LabelEncoder().fit(y_train)
             y_train, y_test = encoder.transform(y_train), encoder.transform(y_test)
             vectorizer = HashingVectorizer(stop_words="english")
-            x_train, x_test = vectorizer.transform(x_train.to_dask_array()), vectorizer.transform(x_test.to_dask_array())
+            x_train, x_test = (vectorizer.transform(x_train.to_dask_array()),
+                               vectorizer.transform(x_test.to_dask_array()))
             classifier = Incremental(SGDClassifier(penalty="l1", random_state=random_state), scoring="accuracy")
             classifier.fit(x_train, y_train, classes=[0, 1])
             with dask.config.set({"distributed.admin.large-graph-warning-threshold": "128MiB"}):

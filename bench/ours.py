@@ -20,7 +20,8 @@ from pipeline import run as pipeline_run
 def run(path: str, tag: str = "python", labels: tuple[str, str] = ("python", "r"), workers: int = 2,
         scheduler: str | None = None) -> Result:
     """The job with the default configuration on a new LocalCluster, or on ``scheduler``."""
-    settings = {"posts-pipeline.cluster.kind": "scheduler", "posts-pipeline.cluster.scheduler-address": scheduler} if scheduler else {}
+    settings = ({"posts-pipeline.cluster.kind": "scheduler", "posts-pipeline.cluster.scheduler-address": scheduler}
+                if scheduler else {})
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "run")
         config = {"posts-pipeline.progress": False, "posts-pipeline.analytics.tag": tag,

@@ -97,9 +97,12 @@ def _add_run(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     io_group = p.add_argument_group("input and output")
-    io_group.add_argument("--input", "-i", nargs="+", metavar="PATH_OR_URL", help="Posts.xml files, globs or s3:// URLs [input]")
-    io_group.add_argument("--output", "-o", metavar="DIR_OR_URL", help="run directory to create, local or s3:// [output]")
-    io_group.add_argument("--overwrite", action="store_true", default=None, help="replace an existing run directory [overwrite]")
+    io_group.add_argument("--input", "-i", nargs="+", metavar="PATH_OR_URL",
+                          help="Posts.xml files, globs or s3:// URLs [input]")
+    io_group.add_argument("--output", "-o", metavar="DIR_OR_URL",
+                          help="run directory to create, local or s3:// [output]")
+    io_group.add_argument("--overwrite", action="store_true", default=None,
+                          help="replace an existing run directory [overwrite]")
     io_group.add_argument("--resume", action="store_true", default=None,
                           help="reuse the blocks an interrupted run to this output finished, if its inputs and "
                           "settings are unchanged (else run anew) [resume]")
@@ -107,29 +110,48 @@ def _add_run(sub) -> None:
     io_group.add_argument("--unpack-dir", metavar="DIR_OR_URL",
                           help="where .7z/.gz/.bz2/.xz/.zst inputs are unpacked once, kept for later runs [unpack-dir]")
     io_group.add_argument("--storage-option", action="append", type=_key_value, default=[], metavar="KEY=VALUE",
-                          help="an fsspec/s3fs option, e.g. endpoint_url=http://localhost:9000 (repeatable) [storage-options]")
+                          help="an fsspec/s3fs option, e.g. endpoint_url=http://localhost:9000 (repeatable) "
+                          "[storage-options]")
     cl = p.add_argument_group("cluster")
-    cl.add_argument("--cluster", metavar="{local,scheduler,kubernetes}", help="where to run (default local) [cluster.kind]")
-    cl.add_argument("--scheduler", metavar="ADDRESS", help="an existing scheduler, tcp://host:8786; implies --cluster scheduler [cluster.scheduler-address]")
+    cl.add_argument("--cluster", metavar="{local,scheduler,kubernetes}",
+                    help="where to run (default local) [cluster.kind]")
+    cl.add_argument("--scheduler", metavar="ADDRESS",
+                    help="an existing scheduler, tcp://host:8786; implies --cluster scheduler "
+                    "[cluster.scheduler-address]")
     cl.add_argument("--n-workers", type=_number(int), help="LocalCluster worker processes [cluster.local.n-workers]")
-    cl.add_argument("--threads-per-worker", type=_number(int), help="threads per LocalCluster worker [cluster.local.threads-per-worker]")
-    cl.add_argument("--memory-limit", help="memory limit per LocalCluster worker, e.g. 4GiB or auto [cluster.local.memory-limit]")
-    cl.add_argument("--dashboard-address", help="LocalCluster dashboard address, ':0' for any free port [cluster.local.dashboard-address]")
+    cl.add_argument("--threads-per-worker", type=_number(int),
+                    help="threads per LocalCluster worker [cluster.local.threads-per-worker]")
+    cl.add_argument("--memory-limit",
+                    help="memory limit per LocalCluster worker, e.g. 4GiB or auto [cluster.local.memory-limit]")
+    cl.add_argument("--dashboard-address",
+                    help="LocalCluster dashboard address, ':0' for any free port [cluster.local.dashboard-address]")
     cl.add_argument("--image", help="image of the Kubernetes scheduler and workers [cluster.kubernetes.image]")
-    cl.add_argument("--namespace", help="Kubernetes namespace (default: the driver pod's own) [cluster.kubernetes.namespace]")
-    cl.add_argument("--kube-workers", type=_number(int), metavar="N", help="Kubernetes workers to start [cluster.kubernetes.n-workers]")
-    cl.add_argument("--adapt", metavar="MIN:MAX", help="scale Kubernetes workers between MIN and MAX with the load [cluster.kubernetes.adapt]")
+    cl.add_argument("--namespace",
+                    help="Kubernetes namespace (default: the driver pod's own) [cluster.kubernetes.namespace]")
+    cl.add_argument("--kube-workers", type=_number(int), metavar="N",
+                    help="Kubernetes workers to start [cluster.kubernetes.n-workers]")
+    cl.add_argument("--adapt", metavar="MIN:MAX",
+                    help="scale Kubernetes workers between MIN and MAX with the load [cluster.kubernetes.adapt]")
     cl.add_argument("--env-from-secret", action="append", metavar="SECRET",
-                    help="a Secret whose keys (e.g. AWS_ACCESS_KEY_ID) become the Dask pods' environment, by reference (repeatable) [cluster.kubernetes.env-from-secrets]")
-    cl.add_argument("--start-timeout", metavar="DURATION", help="give up (with the reason) if the Kubernetes cluster has not started by then, e.g. 5m [cluster.kubernetes.start-timeout]")
-    cl.add_argument("--idle-timeout", metavar="DURATION", help="the operator deletes an idle Kubernetes cluster after this, e.g. 10m [cluster.kubernetes.idle-timeout]")
+                    help="a Secret whose keys (e.g. AWS_ACCESS_KEY_ID) become the Dask pods' environment, "
+                    "by reference (repeatable) [cluster.kubernetes.env-from-secrets]")
+    cl.add_argument("--start-timeout", metavar="DURATION",
+                    help="give up (with the reason) if the Kubernetes cluster has not started by then, e.g. 5m "
+                    "[cluster.kubernetes.start-timeout]")
+    cl.add_argument("--idle-timeout", metavar="DURATION",
+                    help="the operator deletes an idle Kubernetes cluster after this, e.g. 10m "
+                    "[cluster.kubernetes.idle-timeout]")
     st = p.add_argument_group("stages")
-    st.add_argument("--html-parser", metavar="{fast,bs4}", help="HTML to text: fast (regex) or bs4 (BeautifulSoup) [clean.html-parser]")
+    st.add_argument("--html-parser", metavar="{fast,bs4}",
+                    help="HTML to text: fast (regex) or bs4 (BeautifulSoup) [clean.html-parser]")
     st.add_argument("--tag", help="count the tags that co-occur with this one (default python) [analytics.tag]")
     st.add_argument("--top", type=_number(int), help="how many tags to report [analytics.top]")
-    st.add_argument("--classifier-tags", nargs=2, metavar=("TAG_A", "TAG_B"), help="the two tags the classifier tells apart (default python r) [classifier.tags]")
-    st.add_argument("--test-size", type=_number(float), help="fraction of questions held back for scoring, in (0, 1) [classifier.test-size]")
-    st.add_argument("--random-state", type=_number(int), help="seed of the split and the classifier [classifier.random-state]")
+    st.add_argument("--classifier-tags", nargs=2, metavar=("TAG_A", "TAG_B"),
+                    help="the two tags the classifier tells apart (default python r) [classifier.tags]")
+    st.add_argument("--test-size", type=_number(float),
+                    help="fraction of questions held back for scoring, in (0, 1) [classifier.test-size]")
+    st.add_argument("--random-state", type=_number(int),
+                    help="seed of the split and the classifier [classifier.random-state]")
     st.add_argument("--no-classifier", dest="classifier", action="store_false", default=None,
                     help="skip the classifier: analytics and Parquet only [classifier.enabled]")
     st.add_argument("--min-questions", type=_number(int), metavar="N",
@@ -138,9 +160,11 @@ def _add_run(sub) -> None:
     st.add_argument("--allow-malformed", action="store_true", default=None,
                     help="finish even when most lines of a site are malformed [malformed.allow]")
     ux = p.add_argument_group("output on the terminal")
-    ux.add_argument("--progress", dest="progress", action="store_true", default=None, help="show a progress bar [progress]")
+    ux.add_argument("--progress", dest="progress", action="store_true", default=None,
+                    help="show a progress bar [progress]")
     ux.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
-    ux.add_argument("--visualize", metavar="FILE", help="write the task graph to FILE (.svg/.png; needs graphviz) [visualize]")
+    ux.add_argument("--visualize", metavar="FILE",
+                    help="write the task graph to FILE (.svg/.png; needs graphviz) [visualize]")
     ux.add_argument("--pushgateway", metavar="URL",
                     help="push the run's figures (metrics.prom) to this Prometheus Pushgateway once the results are "
                     "complete, e.g. http://pushgateway:9091 [metrics.pushgateway]")
@@ -185,10 +209,13 @@ def _add_generate(sub) -> None:
     p.add_argument("--output", "-o", required=True, metavar="PATH_OR_URL", help="file to write (local or s3://)")
     p.add_argument("--size", default="20MB", help="approximate file size, e.g. 200MB (default 20MB)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--tag-form", choices=("angle", "pipe"), default="angle", help="<a><b> (before 2024, default) or |a|b| (2024 on)")
-    p.add_argument("--line-ending", choices=("crlf", "lf"), default="crlf", help="crlf as in official dumps (default) or lf")
+    p.add_argument("--tag-form", choices=("angle", "pipe"), default="angle",
+                   help="<a><b> (before 2024, default) or |a|b| (2024 on)")
+    p.add_argument("--line-ending", choices=("crlf", "lf"), default="crlf",
+                   help="crlf as in official dumps (default) or lf")
     p.add_argument("--no-bom", dest="bom", action="store_false", help="leave out the UTF-8 byte order mark")
-    p.add_argument("--malformed-rate", type=float, default=0.0, help="fraction of broken lines, to see how they are reported (default 0)")
+    p.add_argument("--malformed-rate", type=float, default=0.0,
+                   help="fraction of broken lines, to see how they are reported (default 0)")
     p.set_defaults(command=_generate)
 
 
@@ -275,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as e:
         kept = config.get("resume")  # then the staging stays for the next --resume
-        print(f"posts-pipeline: interrupted; {'what it finished is kept for --resume' if kept else 'partial output removed'}",
-              file=sys.stderr)
+        print("posts-pipeline: interrupted; "
+              f"{'what it finished is kept for --resume' if kept else 'partial output removed'}", file=sys.stderr)
         return 128 + getattr(e, "signum", signal.SIGINT)
     finally:
         for s, handler in previous.items():

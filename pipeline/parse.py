@@ -254,7 +254,8 @@ class _Attributes:
         is_value = place % 2 == 1
         is_name = (place % 2 == 0) & (place < np.diff(offsets)[row] - 1)
         encoded = pc.dictionary_encode(flat.filter(is_name))
-        cleaned = [part.removeprefix("<row").strip(WHITESPACE).removesuffix("=") for part in encoded.dictionary.to_pylist()]
+        cleaned = [part.removeprefix("<row").strip(WHITESPACE).removesuffix("=")
+                   for part in encoded.dictionary.to_pylist()]
         self.names = sorted(set(cleaned))
         # each value's attribute, as an index into ``names`` (several raw spellings clean to one name)
         self.name_of = np.array([self.names.index(n) for n in cleaned], np.int64)[

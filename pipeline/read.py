@@ -51,7 +51,8 @@ def expand(urlpaths: str | list[str], storage_options: dict, cluster_kind: str =
             found = fs.glob(path, detail=True) if "*" in path else _info(fs, path)  # "*": as fsspec and dask decide
         matched = {fs.unstrip_protocol(p): info["size"] for p, info in sorted(found.items()) if info["type"] == "file"}
         if not matched and len(found) == 1 and next(iter(found.values()))["type"] == "directory":
-            raise PipelineError(f"{urlpath} is a directory or bucket: name a file, or a glob such as {urlpath.rstrip('/')}/*.xml")
+            raise PipelineError(f"{urlpath} is a directory or bucket: name a file, "
+                                f"or a glob such as {urlpath.rstrip('/')}/*.xml")
         if not matched:
             raise PipelineError(f"no input file matches {urlpath}")
         files.update(matched)

@@ -122,7 +122,8 @@ def _bars(pairs: list[list], title: str, color: str) -> str:
     bar_width, row, top = 360, 18, max((n for _, n in pairs), default=0) or 1
     rows = "".join(
         f'<text x="{label_width - 6}" y="{40 + i * row}" text-anchor="end">{_esc(k)}</text>'
-        f'<rect x="{label_width}" y="{28 + i * row}" width="{bar_width * n / top:.1f}" height="{row - 4}" fill="{color}"/>'
+        f'<rect x="{label_width}" y="{28 + i * row}" width="{bar_width * n / top:.1f}" '
+        f'height="{row - 4}" fill="{color}"/>'
         f'<text x="{label_width + bar_width * n / top + 4:.1f}" y="{40 + i * row}">{n}</text>'
         for i, (k, n) in enumerate(pairs))
     return _svg(label_width + bar_width + 60, 32 + row * len(pairs), title, rows)

@@ -447,7 +447,8 @@ def _visualize(filename: str, *collections) -> None:
     try:
         dask.visualize(*collections, filename=filename, optimize_graph=True)
     except (ImportError, RuntimeError) as e:
-        raise PipelineError(f"--visualize needs graphviz (pip install graphviz; apt-get install graphviz): {e}") from None
+        raise PipelineError("--visualize needs graphviz (pip install graphviz; apt-get install graphviz): "
+                            f"{e}") from None
     log.info("task graph written to %s", filename)
 
 

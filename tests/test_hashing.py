@@ -74,4 +74,5 @@ def test_murmurhash_equals_scikit_learns(tokens):
 
 def test_murmurhash_of_a_sliced_array():
     strings = pa.array(["skipped", "ab", "abcde", "x" * 70], pa.large_string())
-    assert hashing.murmurhash(strings.slice(1)).tolist() == [murmurhash3_32(s.encode(), seed=0) for s in ["ab", "abcde", "x" * 70]]
+    assert hashing.murmurhash(strings.slice(1)).tolist() == [murmurhash3_32(s.encode(), seed=0)
+                                                             for s in ["ab", "abcde", "x" * 70]]

@@ -31,7 +31,8 @@ def test_header_footer_bom_and_line_endings(newline, bom):
 
 
 def test_footer_without_final_newline_and_indentation():
-    data = ('<?xml version="1.0"?>\n<posts>\n' + row(**QUESTION) + "\n\t" + row(**{**QUESTION, "Id": 2}) + "\n</posts>").encode()
+    data = ('<?xml version="1.0"?>\n<posts>\n' + row(**QUESTION) + "\n\t" + row(**{**QUESTION, "Id": 2})
+            + "\n</posts>").encode()
     frame, stats = load(data)
     assert list(frame["id"]) == [1, 2]
     assert stats.malformed == 0
@@ -215,7 +216,8 @@ escaped_text = st.lists(st.sampled_from(["a", " ", "\t", "\r", "&lt;", "&gt;", "
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(escaped_text, escaped_text), min_size=1, max_size=6))
 def test_a_block_of_rows_decodes_each_value_as_elementtree_does(values):
-    lines = [row(**{**QUESTION, "Id": i + 1}).replace('Title="T"', f'Title="{title}"').replace('Body="', f'Body="{body}', 1)
+    lines = [row(**{**QUESTION, "Id": i + 1}).replace('Title="T"', f'Title="{title}"')
+             .replace('Body="', f'Body="{body}', 1)
              for i, (title, body) in enumerate(values)]
     parsed = parse.parse_block("\n".join(lines).encode())
     assert not parsed.malformed and len(parsed.question_lines) == len(lines)

@@ -86,7 +86,8 @@ def test_credentials_only_by_reference():
         assert c["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
         env = {e["name"]: e for e in c["env"]}
         assert env["POSTS_PIPELINE__STORAGE_OPTIONS__ENDPOINT_URL"]["value"] == "http://s3.test:5000"
-        assert env["EXTRA_TOKEN"] == {"name": "EXTRA_TOKEN", "valueFrom": {"secretKeyRef": {"name": "tok", "key": "value"}}}
+        assert env["EXTRA_TOKEN"] == {"name": "EXTRA_TOKEN",
+                                      "valueFrom": {"secretKeyRef": {"name": "tok", "key": "value"}}}
         assert all("value" not in e for e in c["env"] if pipeline_settings.SECRET_NAME.search(e["name"]))
 
 
@@ -208,7 +209,8 @@ def test_cli_flags_reach_the_kubernetes_settings():
 
 def pod(component, reason=None, message="", ready=False, running=False, image="posts-pipeline:latest", last=None):
     cs = {"image": image, "state": {"waiting": {"reason": reason, "message": message}} if reason else
-          ({"running": {"started_at": "2026-01-01T00:00:00Z"}} if running else {}), "last_state": {"terminated": last} if last else {}}
+          ({"running": {"started_at": "2026-01-01T00:00:00Z"}} if running else {}),
+          "last_state": {"terminated": last} if last else {}}
     return {"metadata": {"name": f"c-{component}", "namespace": "ns", "labels": {"dask.org/component": component}},
             "status": {"phase": "Running" if running else "Pending", "container_statuses": [cs],
                        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
@@ -269,7 +271,8 @@ def api_exception(status, message):
 
 
 @pytest.mark.parametrize("status, message, expected", [
-    (404, "the server could not find the requested resource", "CRD daskclusters.kubernetes.dask.org missing.*install-operator"),
+    (404, "the server could not find the requested resource",
+     "CRD daskclusters.kubernetes.dask.org missing.*install-operator"),
     (403, 'daskclusters.kubernetes.dask.org is forbidden: User "system:serviceaccount:ns:x" cannot create',
      "permission denied.*RBAC.*cannot create"),
 ])
@@ -284,9 +287,11 @@ def test_create_refused_is_one_clear_message(monkeypatch, status, message, expec
 
 @pytest.mark.parametrize("fake, expected", [
     (FakeApi(phase=None), "within 2 s: the dask-kubernetes operator never acted on it"),
-    (FakeApi(pods=[pod("scheduler", "ImagePullBackOff", image="posts-pipeline:nope")]), "posts-pipeline:nope.*cannot be pulled"),
+    (FakeApi(pods=[pod("scheduler", "ImagePullBackOff", image="posts-pipeline:nope")]),
+     "posts-pipeline:nope.*cannot be pulled"),
     (FakeApi(pods=[pod("scheduler", "CrashLoopBackOff", last={"exit_code": 2})]), "scheduler keeps crashing"),
-    (FakeApi(pods=[pod("scheduler", running=True, ready=True), pod("worker")]), "within 2 s: scheduler c-scheduler: Running; worker c-worker: Pending"),
+    (FakeApi(pods=[pod("scheduler", running=True, ready=True), pod("worker")]),
+     "within 2 s: scheduler c-scheduler: Running; worker c-worker: Pending"),
 ])
 def test_start_failures_are_bounded_named_and_clean_up(monkeypatch, fake, expected):
     monkeypatch.setattr(lifecycle, "Api", lambda: fake)
@@ -332,8 +337,9 @@ def test_connect_deletes_the_daskcluster_once_whether_refused_or_done(monkeypatc
     monkeypatch.setattr(lifecycle, "Api", lambda: fake)
     monkeypatch.setattr(lifecycle, "kube_cluster", kube_cluster)
     on_kubernetes = pipeline_settings.section(
-        pipeline_settings.ClusterSettings, {**config.get("cluster"), "kind": "kubernetes", "connect-timeout": "10s",
-                                                "kubernetes": {**config.get("cluster.kubernetes"), "start-timeout": "2s"}})
+        pipeline_settings.ClusterSettings,
+        {**config.get("cluster"), "kind": "kubernetes", "connect-timeout": "10s",
+         "kubernetes": {**config.get("cluster.kubernetes"), "start-timeout": "2s"}})
 
     def mismatch(client):
         raise PipelineError("version mismatch between this driver and the cluster")
