@@ -75,8 +75,8 @@ def reused(log: str) -> int:
 
 def assert_same_run(got: dict[str, bytes], ref: dict[str, bytes]) -> None:
     """Two run directories (file → bytes) hold the same results: every Parquet file, the model, the CSVs
-    byte for byte, and the report but for when and how fast it ran."""
-    mine = ("_RUN", "_SUCCESS", "driver.log", "report.html", "report.json")
+    byte for byte, and the report but for when and how fast it ran (which metrics.prom holds too)."""
+    mine = ("_RUN", "_SUCCESS", "driver.log", "metrics.prom", "report.html", "report.json")
     assert sorted(set(got) - set(mine)) == sorted(set(ref) - set(mine))
     for name in set(ref) - set(mine):
         assert got[name] == ref[name], name
