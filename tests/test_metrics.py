@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,11 +17,10 @@ from pipeline import cli, config, run
 from pipeline.errors import PipelineError
 from pipeline.settings import load as load_settings
 
-from support import free_port
+from support import free_port, site_folders
 
 pytestmark = pytest.mark.cluster
 
-REAL = os.path.join(os.path.dirname(__file__), "data", "real-dumps")
 # coffee trains a classifier on these two tags, 3dprinting.meta has too few of them and skips it.
 SITES = ("3dprinting.meta.stackexchange", "coffee.stackexchange")
 TAGS = {"posts-pipeline.classifier.tags": ["espresso", "flavor"]}
@@ -66,11 +63,7 @@ def samples(text: str) -> dict:
 
 @pytest.fixture(scope="module")
 def dumps(tmp_path_factory) -> str:
-    root = tmp_path_factory.mktemp("dumps")
-    for site in SITES:
-        (root / site).mkdir()
-        shutil.copy(os.path.join(REAL, site, "Posts.xml"), root / site / "Posts.xml")
-    return str(root)
+    return site_folders(tmp_path_factory.mktemp("dumps"), SITES)
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,10 @@ from bs4 import BeautifulSoup
 
 from pipeline import run, sites
 
-from support import chromium
+from support import chromium, site_folders
 
 pytestmark = pytest.mark.cluster
 
-REAL = os.path.join(os.path.dirname(__file__), "data", "real-dumps")
 SITES = ("3dprinting.meta.stackexchange", "coffee.stackexchange", "stackoverflow-2008-08")
 # Two tags coffee.stackexchange has a few dozen questions of (and the others none): one site trains, two skip.
 TAGS = {"posts-pipeline.classifier.tags": ["espresso", "flavor"]}
@@ -27,12 +26,7 @@ TAGS = {"posts-pipeline.classifier.tags": ["espresso", "flavor"]}
 
 @pytest.fixture(scope="module")
 def dumps(tmp_path_factory) -> str:
-    """A folder of site folders, as the dumps are unpacked: dumps/<site>/Posts.xml."""
-    root = tmp_path_factory.mktemp("dumps")
-    for site in SITES:
-        (root / site).mkdir()
-        shutil.copy(os.path.join(REAL, site, "Posts.xml"), root / site / "Posts.xml")
-    return str(root)
+    return site_folders(tmp_path_factory.mktemp("dumps"), SITES)
 
 
 @pytest.fixture(scope="module")

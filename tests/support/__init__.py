@@ -241,6 +241,17 @@ def on_every_node(nodes: list[dict], image: str) -> bool:
 # ---------------------------------------------------------------- small dumps and pages
 
 
+REAL_DUMPS = Path(__file__).resolve().parents[1] / "data" / "real-dumps"  # one folder per site (SOURCES.md)
+
+
+def site_folders(root: Path, sites: tuple[str, ...]) -> str:
+    """A folder of site folders, as the dumps are unpacked: ``root/<site>/Posts.xml``, from the real dumps."""
+    for site in sites:
+        (root / site).mkdir()
+        shutil.copy(REAL_DUMPS / site / "Posts.xml", root / site / "Posts.xml")
+    return str(root)
+
+
 def write_posts(path, questions: list[tuple[int, list[str], str]]) -> str:
     """A small Posts.xml of questions (id, tags, body text), for tests that need exact label counts."""
     rows = "".join(
