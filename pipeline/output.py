@@ -65,6 +65,8 @@ PROGRESS = "_progress"  # in the staging: what a run has finished, for --resume 
 PLAN = "plan.json"  # in _progress: written first; a staging without it has nothing to resume
 DRIVER_LOG = "driver.log"
 FAILED_LOG = ".failed-driver.log"  # the driver's log of a failed run, beside its output: NAME.failed-driver.log
+# The first line of a driver's log (config.LOG_FORMAT): an earlier failed run's log may be replaced, nothing else.
+DRIVER_LOG_LINE = re.compile(rb"\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
 WORK_DIRECTORY = re.compile(r"\.(?P<name>.+)\.partial-[0-9a-f]{12}")
 
 
@@ -171,11 +173,16 @@ class RunDirectory:
             self._unlock()
 
     def _write_failed_log(self, data: bytes) -> None:
+        path = self.final + FAILED_LOG
         try:
-            self.fs.pipe_file(self.final + FAILED_LOG, data)
+            if self.fs.exists(path) and not DRIVER_LOG_LINE.match(self.fs.cat_file(path, start=0, end=200)):
+                log.warning("the failed run's log is not written to %s: a file that is not a driver's log is there",
+                            path)
+                return
+            self.fs.pipe_file(path, data)
         except Exception:  # a full disk, say: then no log rather than half of one, and the clean-up goes on
             try:
-                self.fs.rm(self.final + FAILED_LOG)
+                self.fs.rm(path)
             except Exception:
                 pass
 

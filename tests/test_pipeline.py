@@ -154,6 +154,19 @@ def test_failed_run_leaves_nothing_behind(posts, tmp_path, monkeypatch):
     assert "the run failed: RuntimeError('model exploded')" in (tmp_path / "run.failed-driver.log").read_text()
 
 
+
+def test_a_failed_runs_log_replaces_an_earlier_failed_log_but_no_other_file(posts, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("model exploded")
+
+    monkeypatch.setattr(model, "train", broken)
+    beside = tmp_path / "run.failed-driver.log"
+    for earlier, kept in (("notes of my own\n", True), ("12:00:00 INFO pipeline.run: an earlier run\n", False)):
+        beside.write_text(earlier)
+        with dask.config.set(SETTINGS), pytest.raises(RuntimeError, match="exploded"):
+            run.run([posts], str(tmp_path / "run"))
+        assert (beside.read_text() == earlier) is kept, beside.read_text()[:200]
+
 def test_no_labelled_question_skips_the_classifier_and_writes_the_rest(tmp_path):
     dump = write_posts(tmp_path / "Posts.xml", [(1, ["sql"], "joins"), (2, ["sql", "index"], "b-trees")])
     out = tmp_path / "run"
