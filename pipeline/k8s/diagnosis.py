@@ -9,6 +9,8 @@ from pipeline.errors import PipelineError
 
 PULL_FAILURES = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "RegistryUnavailable"}
 CONFIG_FAILURES = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+# What the kubelet says while it is still fetching a pod's Secrets or ConfigMaps (it tries again): not a cause.
+STILL_SYNCING = ("failed to sync secret cache", "failed to sync configmap cache")
 
 
 def component(pod: dict) -> str:
@@ -34,7 +36,7 @@ def diagnose(pods: list, events: list | None = None) -> str | None:
             if reason in PULL_FAILURES:
                 return (f"the {part} image {cs.get('image')!r} cannot be pulled ({reason}: {message}) — "
                         "load it into the cluster (kind load docker-image) or fix cluster.kubernetes.image")
-            if reason in CONFIG_FAILURES:
+            if reason in CONFIG_FAILURES and not message.startswith(STILL_SYNCING):
                 return f"the {part} container cannot be created ({reason}: {message})"
             if reason == "CrashLoopBackOff":
                 last = ((cs.get("last_state") or {}).get("terminated")) or {}

@@ -224,6 +224,9 @@ def test_diagnose_names_the_cause():
     assert "keeps crashing" in crash and "exit code 1" in crash and "kubectl logs" in crash
     missing = diagnosis.diagnose([pod("worker", "CreateContainerConfigError", 'secret "s3-creds" not found')])
     assert 'secret "s3-creds" not found' in missing
+    # The kubelet still fetching the Secret is not a cause: the start goes on (and times out if it must).
+    assert diagnosis.diagnose([pod("worker", "CreateContainerConfigError",
+                                   "failed to sync secret cache: timed out waiting for the condition")]) is None
     refused = diagnosis.diagnose([], [{"type": "Warning", "reason": "FailedCreate", "message": "violates PodSecurity"}])
     assert "violates PodSecurity" in refused
 
