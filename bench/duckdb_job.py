@@ -11,10 +11,8 @@ import sys
 import tempfile
 
 import duckdb
-from sklearn.feature_extraction.text import HashingVectorizer
-from sklearn.linear_model import SGDClassifier
-from sklearn.model_selection import train_test_split
 
+from bench import classifier
 from bench.measure import Result, Stages, main
 
 ENTITIES = [("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#xA;", "\n"), ("&#xD;", "\r"), ("&#39;", "'"),
@@ -59,11 +57,7 @@ def run(path: str, tag: str = "python", labels: tuple[str, str] = ("python", "r"
         rows = db.execute("SELECT text, list_contains(tags, ?) FROM questions "
                           "WHERE list_contains(tags, ?) <> list_contains(tags, ?)", [second, first, second]).fetchall()
         texts, y = [r[0] for r in rows], [int(r[1]) for r in rows]  # 0 = first label, 1 = second
-        x_train, x_test, y_train, y_test = train_test_split(texts, y, test_size=0.2, random_state=random_state)
-        vectorizer = HashingVectorizer(stop_words="english")
-        classifier = SGDClassifier(penalty="l1", random_state=random_state)
-        classifier.partial_fit(vectorizer.transform(x_train), y_train, classes=[0, 1])
-        accuracy = float((classifier.predict(vectorizer.transform(x_test)) == y_test).mean())
+        accuracy = classifier.accuracy(texts, y, random_state)
     return Result(stages=stages.seconds, questions=n_questions, cooccurrence=cooccurrence, accuracy=accuracy)
 
 

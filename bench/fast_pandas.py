@@ -17,10 +17,8 @@ import tempfile
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sklearn.feature_extraction.text import HashingVectorizer
-from sklearn.linear_model import SGDClassifier
-from sklearn.model_selection import train_test_split
 
+from bench import classifier
 from bench.measure import Result, Stages, main
 
 ATTRIBUTE = re.compile(r'(\w+)="([^"]*)"')
@@ -68,12 +66,7 @@ def run(path: str, tag: str = "python", labels: tuple[str, str] = ("python", "r"
         has_first = df["Tags"].map(lambda t: first in t)
         one_of = df[has_first != df["Tags"].map(lambda t: second in t)]
         y = (~has_first[one_of.index]).astype(int).to_numpy()  # 0 = first label, 1 = second
-        x_train, x_test, y_train, y_test = train_test_split(one_of["Body"].tolist(), y, test_size=0.2,
-                                                            random_state=random_state)
-        vectorizer = HashingVectorizer(stop_words="english")
-        classifier = SGDClassifier(penalty="l1", random_state=random_state)
-        classifier.partial_fit(vectorizer.transform(x_train), y_train, classes=[0, 1])
-        accuracy = float((classifier.predict(vectorizer.transform(x_test)) == y_test).mean())
+        accuracy = classifier.accuracy(one_of["Body"].tolist(), y, random_state)
     return Result(stages=stages.seconds, questions=len(df),
                   cooccurrence={k: int(v) for k, v in cooccurrence.items()}, accuracy=accuracy)
 

@@ -14,10 +14,8 @@ import sys
 import tempfile
 
 import polars as pl
-from sklearn.feature_extraction.text import HashingVectorizer
-from sklearn.linear_model import SGDClassifier
-from sklearn.model_selection import train_test_split
 
+from bench import classifier
 from bench.measure import Result, Stages, main
 
 ENTITIES = [("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#xA;", "\n"), ("&#xD;", "\r"), ("&#39;", "'"),
@@ -64,12 +62,7 @@ def run(path: str, tag: str = "python", labels: tuple[str, str] = ("python", "r"
                     .with_columns(a=pl.col("tags").list.contains(first), b=pl.col("tags").list.contains(second))
                     .filter(pl.col("a") != pl.col("b")))
         y = labelled["b"].cast(pl.Int8).to_numpy()  # 0 = first label, 1 = second
-        x_train, x_test, y_train, y_test = train_test_split(labelled["text"].to_list(), y, test_size=0.2,
-                                                            random_state=random_state)
-        vectorizer = HashingVectorizer(stop_words="english")
-        classifier = SGDClassifier(penalty="l1", random_state=random_state)
-        classifier.partial_fit(vectorizer.transform(x_train), y_train, classes=[0, 1])
-        accuracy = float((classifier.predict(vectorizer.transform(x_test)) == y_test).mean())
+        accuracy = classifier.accuracy(labelled["text"].to_list(), y, random_state)
     return Result(stages=stages.seconds, questions=questions.height,
                   cooccurrence=dict(cooccurrence.iter_rows()), accuracy=accuracy)
 
