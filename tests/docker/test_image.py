@@ -44,6 +44,16 @@ def test_installed_versions_are_the_locked_ones(engine):
     assert run(IMAGE, "posts-pipeline", "--version").split()[-1] == VERSION
 
 
+
+def test_every_module_of_the_checkout_imports_in_the_image(engine):
+    """The image holds the whole package, subpackages too (a local editable install would not show one left
+    out of the wheel)."""
+    modules = sorted(".".join(p.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
+                     for p in (REPO / "pipeline").rglob("*.py") if p.name != "__main__.py")
+    assert "pipeline.k8s.lifecycle" in modules
+    code = f"import importlib; [importlib.import_module(m) for m in {modules!r}]; print('ok')"
+    assert run(IMAGE, "python", "-c", code).strip() == "ok"
+
 def test_labels_name_the_versions(engine):
     labels = inspect(IMAGE)["Config"]["Labels"]
     assert labels["io.posts-pipeline.dask"] == locked("dask")
