@@ -314,6 +314,13 @@ def test_warm_run_timing_and_worker_pod_deleted_mid_run(k, release, s3, referenc
              "the run's DaskCluster and its pods to be deleted")
 
 
+
+def assert_only_the_failed_log(s3, run: str, cause: str) -> None:
+    """A failed run left no part of a result, only its driver's log beside where the result would be."""
+    assert s3.keys(run) == [f"{run}.failed-driver.log"], s3.keys(run)
+    log = s3.client().get_object(Bucket=s3.bucket, Key=f"{run}.failed-driver.log")["Body"].read().decode()
+    assert "the run failed" in log and cause in log, log[-2000:]
+
 def test_wrong_credential_fails_clearly_and_leaves_nothing(k, release, s3):
     k("create", "secret", "generic", "s3-wrong", f"--from-literal=AWS_ACCESS_KEY_ID={s3.key}",
       "--from-literal=AWS_SECRET_ACCESS_KEY=wrong-secret")
@@ -339,7 +346,7 @@ def test_unpullable_image_fails_with_the_cause_within_the_timeout(k, release, s3
         assert state == "Failed", out
         assert "posts-pipeline:no-such-tag" in out and "cannot be pulled" in out, out
         wait_for(lambda: not daskclusters(k), 60, "no DaskCluster left after the failed start")
-        assert s3.keys("runs/badimg-1") == []
+        assert_only_the_failed_log(s3, "runs/badimg-1", "cannot be pulled")
 
 
 def test_adaptive_run_with_dask_autoscaler(k, release, s3, reference):
@@ -377,7 +384,8 @@ def test_deleting_a_running_job_deletes_its_dask_cluster_and_partial_output(k, r
              "the DaskCluster and its pods to go after SIGTERM")
     TIMINGS["sigterm_to_cluster_gone_s"] = round(time.monotonic() - t0, 1)
     save_timings()
-    wait_for(lambda: s3.keys("runs/run-3") == [], 60, "the interrupted run's partial output to be removed")
+    wait_for(lambda: s3.keys("runs/run-3/") == [], 60, "the interrupted run's partial output to be removed")
+    assert_only_the_failed_log(s3, "runs/run-3", "Interrupted")
 
 
 def test_run_on_install_completes_and_a_helm_upgrade_turning_it_off_keeps_its_results(k, release, s3, reference):
