@@ -19,7 +19,6 @@ import tempfile
 import uuid
 from dataclasses import dataclass
 
-from pipeline import config
 from pipeline.errors import PipelineError
 from pipeline.storage import filesystem, is_local, open_file
 
@@ -132,16 +131,16 @@ def _posts_entry(url: str, fs, path: str) -> str:
     raise PipelineError(f"{url} holds no single Posts.xml (it holds {held})")
 
 
-def unpack_dir() -> str:
-    """Where packed inputs are unpacked: ``unpack-dir``, or the system's temporary folder."""
-    return (config.get("unpack-dir") or os.path.join(tempfile.gettempdir(), "posts-pipeline-unpacked")).rstrip("/")
+def unpack_dir(configured: str | None) -> str:
+    """Where packed inputs are unpacked: ``unpack-dir`` when set, else the system's temporary folder."""
+    return (configured or os.path.join(tempfile.gettempdir(), "posts-pipeline-unpacked")).rstrip("/")
 
 
-def unpacked_url(packed: Packed) -> str:
-    """The plain copy of a packed input: one folder per archive and version, reused by later runs."""
+def unpacked_url(packed: Packed, into: str) -> str:
+    """The plain copy of a packed input under ``into``: one folder per archive and version, reused by later runs."""
     key = hashlib.sha256(f"{packed.url}\n{packed.entry}\n{packed.version}".encode()).hexdigest()[:16]
     name = packed.url.rstrip("/").rsplit("/", 1)[-1]
-    return f"{unpack_dir()}/{name}-{key}/{(packed.entry or 'Posts.xml').rsplit('/', 1)[-1]}"
+    return f"{into}/{name}-{key}/{(packed.entry or 'Posts.xml').rsplit('/', 1)[-1]}"
 
 
 def unpack(packed: Packed, target: str, storage_options: dict) -> None:

@@ -81,7 +81,7 @@ def block_count(size: int, blocksize: int, multiple: int) -> int:
 
 
 def blocks(files: dict[str, int], blocksize: str | int, multiple: int = 1,
-           storage_options: dict | None = None) -> list[Block]:
+           storage_options: dict | None = None, unpack_dir: str | None = None) -> list[Block]:
     """The blocks of every file (path → size), of equal sizes, ``multiple`` per file or a multiple of it.
 
     A packed file (.7z, .gz, …) is first unpacked into its plain copy, unless a run did it before
@@ -93,9 +93,10 @@ def blocks(files: dict[str, int], blocksize: str | int, multiple: int = 1,
     for path in filter(archive.named_packed, files):  # checked by expand: the name says what the content is
         with storage_errors(path):
             packed[path] = archive.inspect(path, storage_options)
-    sources = {path: archive.unpacked_url(p) for path, p in packed.items()}
+    into = archive.unpack_dir(unpack_dir)
+    sources = {path: archive.unpacked_url(p, into) for path, p in packed.items()}
     unpack({packed[p]: sources[p] for p in packed if not filesystem(sources[p], storage_options)[0].exists(sources[p])},
-           storage_options)
+           into, storage_options)
     out = []
     for path, size in files.items():
         source = sources.get(path)
@@ -107,13 +108,13 @@ def blocks(files: dict[str, int], blocksize: str | int, multiple: int = 1,
     return out
 
 
-def unpack(todo: dict[archive.Packed, str], storage_options: dict) -> None:
+def unpack(todo: dict[archive.Packed, str], into: str, storage_options: dict) -> None:
     """Unpack each packed input into its plain copy: one task each on the cluster, which reaches the inputs
     and the unpack folder as the block tasks will (here, if no cluster is connected)."""
     if not todo:
         return
-    log.info("unpacking %d packed input(s) into %s", len(todo), archive.unpack_dir())
-    with storage_errors(f"{', '.join(p.url for p in todo)} or {archive.unpack_dir()}"):
+    log.info("unpacking %d packed input(s) into %s", len(todo), into)
+    with storage_errors(f"{', '.join(p.url for p in todo)} or {into}"):
         try:
             client = distributed.default_client()
         except ValueError:

@@ -145,7 +145,7 @@ def plan(client: Client, run_settings: Settings, inputs: list[str], files: dict[
         log.info("resuming the interrupted run: %d of %d blocks done, reused", len(done), len(blocks))
     else:
         blocks = read.blocks(files, run_settings.blocksize, multiple=max(1, sum(client.nthreads().values())),
-                             storage_options=settings.storage_options)
+                             storage_options=settings.storage_options, unpack_dir=run_settings.unpack_dir)
         for name in (resume.FIRST, resume.AGAIN):
             out.progress_directory(name)
         resume.write_whole(f"{progress}/{PLAN}", resume.plan_record(blocks, _fingerprint(files, run_settings)),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import lzma
 import os
 
-import dask.config
 import pytest
 import zstandard
 
@@ -20,8 +19,7 @@ def test_xz_and_zst_are_unpacked_into_blocks_of_whole_lines(suffix, compress, tm
     data = open(POSTS, "rb").read()
     packed = tmp_path / f"Posts.xml.{suffix}"
     packed.write_bytes(compress(data))
-    with dask.config.set({"posts-pipeline.unpack-dir": str(tmp_path / "unpacked")}):
-        blocks = read.blocks(read.expand(str(packed), {}), 8192, multiple=2)
+    blocks = read.blocks(read.expand(str(packed), {}), 8192, multiple=2, unpack_dir=str(tmp_path / "unpacked"))
     parts = [b.read({}) for b in blocks]
     assert len(blocks) > 4 and b"".join(parts) == data
     assert all(p.endswith(b"\n") for p in parts[:-1] if p)  # whole lines only
