@@ -125,7 +125,7 @@ class RunDirectory:
 
     def write(self, name: str, data: bytes | str) -> None:
         with storage_errors(self.url):
-            with self.fs.open(posixpath.join(self.staging, name), "wb") as f:
+            with self.fs.open(posixpath.join(self.staging, name), "wb", **storage.typed(self.fs, name)) as f:
                 f.write(data.encode() if isinstance(data, str) else data)
 
     def commit(self, driver_log: bytes = b"") -> dict:

@@ -7,6 +7,7 @@ read-only file system reads the same wherever it happens — on the driver or in
 from __future__ import annotations
 
 import errno
+import mimetypes
 from contextlib import contextmanager
 
 import fsspec
@@ -24,6 +25,14 @@ def filesystem(url: str, storage_options: dict) -> tuple[AbstractFileSystem, str
 
 def is_local(fs: AbstractFileSystem) -> bool:
     return "file" in fs.protocol
+
+
+def typed(fs: AbstractFileSystem, name: str) -> dict:
+    """What to pass to ``fs.open`` so that an object store serves ``name`` as what it is (an S3 object's
+    Content-Type: report.html opens in a browser instead of downloading); nothing for local files."""
+    if "s3" not in fs.protocol:
+        return {}
+    return {"ContentType": mimetypes.guess_type(name)[0] or "application/octet-stream"}
 
 
 @contextmanager

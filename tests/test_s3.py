@@ -43,6 +43,10 @@ def test_read_from_and_write_to_s3(s3, bucket, posts, capsys, caplog):
     assert set(manifest["files"]) == {f.split("/runs/one/", 1)[1] for f in files} - {"_SUCCESS"}
     assert report["inputs"] == [f"s3://{bucket}/dumps/Posts.xml"]
     assert report["counts"]["questions"] > 1000 and report["classifier"]["accuracy"] > 0.8
+    # Served as what they are, so that a browser shows the report rather than downloading it.
+    types = {name: fs.info(f"{bucket}/runs/one/{name}", refresh=True)["ContentType"]
+             for name in ("report.html", "report.json", "tag_counts.csv")}
+    assert types == {"report.html": "text/html", "report.json": "application/json", "tag_counts.csv": "text/csv"}
 
     # Credentials appear nowhere: not in what was logged or printed, not in any file written.
     out = capsys.readouterr()
