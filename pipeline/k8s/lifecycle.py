@@ -101,8 +101,10 @@ class Api:
             items = self.core.list_namespaced_event(namespace).items
         except Exception:  # noqa: BLE001 - events only sharpen the message; reading them may be forbidden
             return []
+        ours = sorted((e for e in items if (e.involved_object.name or "").startswith(name)),
+                      key=lambda e: str(e.last_timestamp or e.event_time or e.metadata.creation_timestamp))
         return [{"type": e.type, "reason": e.reason, "message": e.message, "kind": e.involved_object.kind,
-                 "name": e.involved_object.name} for e in items if (e.involved_object.name or "").startswith(name)]
+                 "name": e.involved_object.name} for e in ours]  # oldest first: the last one is the latest
 
     def quotas(self, namespace: str) -> list[dict]:
         """The namespace's ResourceQuotas: ``{"name", "hard", "used"}``."""
