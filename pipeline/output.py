@@ -481,10 +481,13 @@ class DriverLog:
 
     def section(self, title: str, text: str) -> None:
         """``text`` under a ``----- title -----`` line, credentials redacted as the log lines are."""
-        self.handler.flush()
         body = config.redacted_text(text).rstrip("\n")
-        self.handler.stream.write(f"----- {title} -----\n{body}\n----- end of {title} -----\n")
-        self.handler.flush()
+        self.handler.acquire()  # not between the lines other threads log
+        try:
+            self.handler.stream.write(f"----- {title} -----\n{body}\n----- end of {title} -----\n")
+            self.handler.stream.flush()
+        finally:
+            self.handler.release()
 
     def close(self) -> None:
         self.handler.close()

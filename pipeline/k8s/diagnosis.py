@@ -17,8 +17,10 @@ STILL_SYNCING = ("failed to sync secret cache", "failed to sync configmap cache"
 QUOTA_EXCEEDED = re.compile(r"exceeded quota: (?P<quota>[^,\s]+), requested: (?P<requested>\S+), used: (?P<used>\S+), "
                             r"limited: (?P<limited>\S+)")
 QUOTA_UNSPECIFIED = re.compile(r"failed quota: (?P<quota>[^:\s]+): must specify (?P<what>\S+)")
-# What a ResourceQuota counts that a new pod adds to (not services, configmaps, ...).
-POD_QUOTAS = ("requests.", "limits.", "cpu", "memory", "pods", "count/pods", "ephemeral-storage")
+# What a ResourceQuota counts that every Dask pod adds to (not services, configmaps, GPUs, ...).
+POD_QUOTAS = {f"{kind}{resource}" for kind in ("", "requests.", "limits.") for resource in ("cpu", "memory",
+                                                                                              "ephemeral-storage")}
+POD_QUOTAS |= {"pods", "count/pods"}
 
 
 def component(pod: dict) -> str:
@@ -75,7 +77,7 @@ def full_quotas(quotas: list) -> str | None:
     """The namespace's ResourceQuotas that are used up (``{"name", "hard", "used"}`` dicts), in words."""
     full = [f"quota {q['name']} is used up ({key}: used {q['used'][key]} of {hard})"
             for q in quotas for key, hard in (q.get("hard") or {}).items()
-            if key.startswith(POD_QUOTAS) and key in (q.get("used") or {}) and not _more(hard, q["used"][key])]
+            if key in POD_QUOTAS and key in (q.get("used") or {}) and not _more(hard, q["used"][key])]
     return "; ".join(full) or None
 
 
@@ -174,12 +176,17 @@ def running(pod: dict) -> bool:
     return any((cs.get("state") or {}).get("running") for cs in _container_statuses(pod))
 
 
+def api_message(e) -> str:
+    """What the Kubernetes API said with an ApiException (the ``message`` of its JSON body)."""
+    try:
+        return json.loads(e.body).get("message", e.body)
+    except (TypeError, ValueError, AttributeError):
+        return getattr(e, "body", None) or getattr(e, "reason", None) or str(e)
+
+
 def api_error(e, action: str, namespace: str) -> PipelineError:
     """An ApiException from the Kubernetes API, in words that name the cause."""
-    try:
-        detail = json.loads(e.body).get("message", e.body)
-    except (TypeError, ValueError):
-        detail = e.body or e.reason
+    detail = api_message(e)
     if e.status == 404:
         return PipelineError(
             f"cannot {action}: the DaskCluster resource type is not installed in this Kubernetes cluster "

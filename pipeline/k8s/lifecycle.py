@@ -211,7 +211,7 @@ def keep_pod_logs(api: Api, name: str, namespace: str, lines: int = POD_LOG_LINE
         try:
             text = api.log_tail(pod_name, namespace, lines)
         except Exception as e:  # noqa: BLE001 - a pod that never started has no log: say so and go on
-            text = f"(no log: {getattr(e, 'reason', None) or e})"
+            text = f"(no log: {diagnosis.api_message(e)})"
         kept += output.attach(f"last {lines} lines of the log of {diagnosis.component(pod)} pod {pod_name}", text)
     if kept:
         log.info("the last lines of the logs of %d Dask pods are kept in the driver's log", kept)

@@ -268,7 +268,7 @@ class FakeApi:
 
     def log_tail(self, pod, namespace, lines):
         if pod not in self._logs:
-            raise ApiException(status=400, reason="container is waiting to start: ContainerCreating")
+            raise api_exception(400, f'container "worker" in pod "{pod}" is waiting to start: ContainerCreating')
         return "\n".join(self._logs[pod].splitlines()[-lines:]) + "\n"
 
     def delete(self, name, namespace):
@@ -437,7 +437,7 @@ def test_a_failed_run_keeps_each_dask_pods_last_log_lines_in_the_driver_log_reda
                                                              "worker pod c-worker-2"]  # scheduler first
     assert "scheduler line 30\n" in sections[1] and "scheduler line 29\n" not in sections[1]  # the last 50
     assert "http://***@minio:9000/posts" in sections[2] and "hunter2" not in kept
-    assert "(no log: container is waiting to start: ContainerCreating)" in sections[3]
+    assert '(no log: container "worker" in pod "c-worker-2" is waiting to start: ContainerCreating)' in sections[3]
     assert kept.rstrip().splitlines()[-1].endswith("the run failed: ValueError('a task failed')")
     assert "the last lines of the logs of 3 Dask pods are kept in the driver's log" in kept
 
