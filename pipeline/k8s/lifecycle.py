@@ -165,7 +165,8 @@ def wait_until_started(api: Api, name: str, namespace: str, timeout: float, want
         part = "worker" if scheduler_up else "scheduler"
         held = diagnosis.held_back(part, pods, events, api.quotas(namespace))
         if held and held != said:  # it may pass (other pods end): said at once, and waited for up to the timeout
-            log.warning("the Dask %s cannot start yet: %s — waiting up to %.0f s in all", part, held, timeout)
+            log.warning("%s Dask %s cannot start yet: %s — waiting up to %.0f s in all",
+                        "a" if part == "worker" else "the", part, held, timeout)
             said = held
         if time.monotonic() > deadline:
             if phase is None:

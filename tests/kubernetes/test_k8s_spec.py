@@ -412,7 +412,7 @@ def test_no_worker_within_the_timeout_fails_with_the_quota_and_its_numbers(monke
     assert str(failed.value) == f"Dask cluster {fake.created[0]} did not start a worker within 5 s: {QUOTA_SAID}"
     # said once as soon as seen (it may pass: other pods may end), not at every poll
     assert [r.getMessage() for r in caplog.records] == [
-        f"the Dask worker cannot start yet: {QUOTA_SAID} — waiting up to 5 s in all"]
+        f"a Dask worker cannot start yet: {QUOTA_SAID} — waiting up to 5 s in all"]
     assert fake.deleted == fake.created
 
 
