@@ -108,3 +108,39 @@ def test_diagnose_fails_at_once_only_for_a_quota_that_can_never_fit():
     security = refused('violates PodSecurity "restricted:latest": runAsNonRoot != true')
     assert "violates PodSecurity" in diagnosis.diagnose([], [security])
     assert diagnosis.diagnose([SCHEDULER], [security]) is None
+
+
+def test_the_api_gives_events_oldest_first_and_quotas_as_dicts_from_the_clients_objects():
+    """lifecycle.Api's reading of the official client's objects (a stand-in for its CoreV1Api)."""
+    from datetime import datetime, timezone
+
+    from kubernetes import client
+
+    from pipeline.k8s import lifecycle
+
+    def event(name, minute, message):
+        return client.CoreV1Event(
+            involved_object=client.V1ObjectReference(kind="ReplicaSet", name=name), type="Warning",
+            reason="FailedCreate", message=message, metadata=client.V1ObjectMeta(name=f"{name}.1"),
+            last_timestamp=datetime(2026, 12, 2, 5, minute, tzinfo=timezone.utc))
+
+    class Core:
+        def list_namespaced_event(self, namespace):
+            return client.CoreV1EventList(items=[event(WORKER_RS, 9, "later"), event("someone-else", 5, "not ours"),
+                                                 event(WORKER_RS, 1, "earlier")])
+
+        def list_namespaced_resource_quota(self, namespace):
+            return client.V1ResourceQuotaList(items=[
+                client.V1ResourceQuota(metadata=client.V1ObjectMeta(name="pp-quota"),
+                                       status=client.V1ResourceQuotaStatus(hard={"requests.cpu": "2"},
+                                                                           used={"requests.cpu": "2"})),
+                client.V1ResourceQuota(metadata=client.V1ObjectMeta(name="new"))])  # not counted yet
+
+    api = lifecycle.Api.__new__(lifecycle.Api)
+    api.core = Core()
+    events = api.events(CLUSTER, "ns")
+    assert [e["message"] for e in events] == ["earlier", "later"]
+    assert events[0] | {"message": None} == {"type": "Warning", "reason": "FailedCreate", "kind": "ReplicaSet",
+                                             "name": WORKER_RS, "message": None}
+    assert api.quotas("ns") == [{"name": "pp-quota", "hard": {"requests.cpu": "2"}, "used": {"requests.cpu": "2"}},
+                                {"name": "new", "hard": {}, "used": {}}]
