@@ -26,7 +26,8 @@ run under the prefix (its ``_RUN`` replaced with ``If-Match``). ``_progress/`` i
 
 The driver's log goes into the run as ``driver.log``. A failed run leaves it beside the output, as
 ``NAME.failed-driver.log`` (the staging is gone, or hidden), and a resumable one in its staging too,
-where the run that resumes it carries it on.
+where the run that resumes it carries it on. Sections may be added to it that the terminal does not show
+(``attach``): a failed Kubernetes run's last lines of each Dask pod's log.
 """
 
 from __future__ import annotations
@@ -478,10 +479,23 @@ class DriverLog:
         self.handler.flush()
         return os.pread(self._file.fileno(), os.fstat(self._file.fileno()).st_size, 0)
 
+    def section(self, title: str, text: str) -> None:
+        """``text`` under a ``----- title -----`` line, credentials redacted as the log lines are."""
+        body = config.redacted_text(text).rstrip("\n")
+        self.handler.acquire()  # not between the lines other threads log
+        try:
+            self.handler.stream.write(f"----- {title} -----\n{body}\n----- end of {title} -----\n")
+            self.handler.stream.flush()
+        finally:
+            self.handler.release()
+
     def close(self) -> None:
         self.handler.close()
         self.handler.stream.close()
         self._file.close()
+
+
+_OPEN: list[DriverLog] = []  # the driver logs being kept (one per run in progress), for ``attach``
 
 
 @contextmanager
@@ -490,11 +504,21 @@ def driver_log() -> Iterator[DriverLog]:
     lines = DriverLog()
     root = logging.getLogger()
     root.addHandler(lines.handler)
+    _OPEN.append(lines)
     try:
         yield lines
     finally:
+        _OPEN.remove(lines)
         root.removeHandler(lines.handler)
         lines.close()
+
+
+def attach(title: str, text: str) -> bool:
+    """Add ``text`` as a section of the driver's log of the run in progress (not shown on the terminal: too
+    long for it); False if no run keeps a driver's log."""
+    for lines in _OPEN:
+        lines.section(title, text)
+    return bool(_OPEN)
 
 
 def write_parquet(frame: pd.DataFrame, url: str, schema: pa.Schema, storage_options: dict,

@@ -4,6 +4,11 @@ connected to, and deleted exactly once on the way out, whatever happens.
 The connection is dask-kubernetes' ``KubeCluster`` in connect-only mode (it port-forwards when the
 driver runs outside the cluster, and turns on adaptivity); it neither creates nor deletes the
 DaskCluster. When the driver runs in a pod, that pod also owns the DaskCluster (``spec.owner_reference``).
+
+Workers a ResourceQuota or the nodes hold back do not stall a run: it starts with the first worker and
+says how many of those asked for run and why the others do not; it fails (at ``start-timeout``, naming
+the quota and its numbers) only if no worker can start. A failed run keeps the last lines of each
+Dask pod's log in its driver's log (``output.attach``), read before the DaskCluster is deleted.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipeline import output
 from pipeline.errors import PipelineError
 from pipeline.k8s import diagnosis, spec
 from pipeline.settings import KubernetesSettings
@@ -23,6 +29,9 @@ log = logging.getLogger(__name__)
 GROUP, VERSION, PLURAL = "kubernetes.dask.org", "v1", "daskclusters"
 SA_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 DELETE_TIMEOUT = 20  # seconds: a pod stopped by SIGTERM has terminationGracePeriodSeconds in all
+POD_LOG_LINES = 50  # of each Dask pod's log, kept in a failed run's driver log
+POD_LOGS_AT_MOST = 20  # pods: the scheduler and the first workers (a large cluster's workers mostly say the same)
+REQUEST_TIMEOUT = 10  # seconds, for each read of a pod's log on the way out
 
 
 def _unless_gone(call: Callable[[], object]) -> bool:
@@ -92,8 +101,22 @@ class Api:
             items = self.core.list_namespaced_event(namespace).items
         except Exception:  # noqa: BLE001 - events only sharpen the message; reading them may be forbidden
             return []
-        return [{"type": e.type, "reason": e.reason, "message": e.message} for e in items
-                if (e.involved_object.name or "").startswith(name)]
+        ours = sorted((e for e in items if (e.involved_object.name or "").startswith(name)),
+                      key=lambda e: str(e.last_timestamp or e.event_time or e.metadata.creation_timestamp))
+        return [{"type": e.type, "reason": e.reason, "message": e.message, "kind": e.involved_object.kind,
+                 "name": e.involved_object.name} for e in ours]  # oldest first: the last one is the latest
+
+    def quotas(self, namespace: str) -> list[dict]:
+        """The namespace's ResourceQuotas: ``{"name", "hard", "used"}``."""
+        try:
+            items = self.core.list_namespaced_resource_quota(namespace).items
+        except Exception:  # noqa: BLE001 - quotas only sharpen the message; reading them may be forbidden
+            return []
+        return [{"name": q.metadata.name, "hard": (q.status and q.status.hard) or {},
+                 "used": (q.status and q.status.used) or {}} for q in items]
+
+    def log_tail(self, pod: str, namespace: str, lines: int) -> str:
+        return self.core.read_namespaced_pod_log(pod, namespace, tail_lines=lines, _request_timeout=REQUEST_TIMEOUT)
 
 
 def create(api: Api, resource: dict, namespace: str) -> None:
@@ -122,6 +145,7 @@ def wait_until_started(api: Api, name: str, namespace: str, timeout: float, want
     from kubernetes.client.rest import ApiException
 
     deadline = time.monotonic() + timeout
+    said = None
     while True:
         try:
             phase = ((api.get(name, namespace).get("status")) or {}).get("phase")
@@ -131,11 +155,19 @@ def wait_until_started(api: Api, name: str, namespace: str, timeout: float, want
                 raise PipelineError(f"DaskCluster {name} disappeared while starting (deleted by someone else?)") \
                     from None
             raise diagnosis.api_error(e, "watch the Dask cluster", namespace) from None
-        cause = diagnosis.diagnose(pods, api.events(name, namespace) if not pods else None)
+        events = api.events(name, namespace)
+        cause = diagnosis.diagnose(pods, events)
         if cause:
             raise PipelineError(f"Dask cluster {name} cannot start: {cause}")
         if _started(pods, want_worker):
             return
+        scheduler_up = any(diagnosis.component(p) == "scheduler" and diagnosis.ready(p) for p in pods)
+        part = "worker" if scheduler_up else "scheduler"
+        held = diagnosis.held_back(part, pods, events, api.quotas(namespace))
+        if held and held != said:  # it may pass (other pods end): said at once, and waited for up to the timeout
+            log.warning("%s Dask %s cannot start yet: %s — waiting up to %.0f s in all",
+                        "a" if part == "worker" else "the", part, held, timeout)
+            said = held
         if time.monotonic() > deadline:
             if phase is None:
                 raise PipelineError(
@@ -143,9 +175,47 @@ def wait_until_started(api: Api, name: str, namespace: str, timeout: float, want
                     "acted on it — is the operator running? "
                     "(kubectl get pods -A -l app.kubernetes.io/name=dask-kubernetes-operator)"
                 )
+            if held:
+                raise PipelineError(f"Dask cluster {name} did not start a {part} within {timeout:.0f} s: {held}")
             raise PipelineError(f"Dask cluster {name} did not start within {timeout:.0f} s: "
                                 f"{diagnosis.pending_reason(pods)}")
         time.sleep(poll)
+
+
+def report_workers(api: Api, name: str, namespace: str, asked: int) -> None:
+    """Say how many of the workers asked for run, once the first one does, and what holds the others back
+    (a quota, the nodes): the run goes on with those it has, and Dask takes the others as they join."""
+    try:
+        short = diagnosis.shortfall(api.pods(name, namespace), api.events(name, namespace), api.quotas(namespace),
+                                    asked)
+    except Exception as e:  # noqa: BLE001 - only a report: the run does not depend on it
+        log.info("could not count the running workers: %s", e)
+        return
+    if short and short[1]:
+        log.warning("%s — the run goes on with those it has", short[0])
+    elif short:
+        log.info("%s", short[0])
+
+
+def keep_pod_logs(api: Api, name: str, namespace: str, lines: int = POD_LOG_LINES) -> None:
+    """The last ``lines`` of each scheduler and worker pod's log, into the driver's log of the failed run
+    (``output.attach``), before the DaskCluster and its pods are deleted; never raises."""
+    try:
+        pods = sorted(api.pods(name, namespace), key=lambda p: (diagnosis.component(p) != "scheduler",
+                                                                 (p.get("metadata") or {}).get("name", "")))
+    except Exception as e:  # noqa: BLE001 - the run's own error matters more
+        log.warning("could not list the Dask pods to keep their logs: %s", e)
+        return
+    kept = 0
+    for pod in pods[:POD_LOGS_AT_MOST]:
+        pod_name = (pod.get("metadata") or {}).get("name")
+        try:
+            text = api.log_tail(pod_name, namespace, lines)
+        except Exception as e:  # noqa: BLE001 - a pod that never started has no log: say so and go on
+            text = f"(no log: {diagnosis.api_message(e)})"
+        kept += output.attach(f"last {lines} lines of the log of {diagnosis.component(pod)} pod {pod_name}", text)
+    if kept:
+        log.info("the last lines of the logs of %d Dask pods are kept in the driver's log", kept)
 
 
 def delete_and_wait(api: Api, name: str, namespace: str, timeout: float = DELETE_TIMEOUT) -> None:
@@ -207,8 +277,13 @@ def running(settings: KubernetesSettings) -> Iterator:
         wait_until_started(api, name, namespace, settings.start_timeout, want_worker=workers > 0)
         log.info("scheduler and first worker running %.1f s after the DaskCluster was created",
                  time.monotonic() - started)
+        if workers > 1:
+            report_workers(api, name, namespace, workers)
         with kube_cluster(name, namespace, settings) as kube:
             log.info("%s", dashboard_hint(api.in_cluster, name, namespace, getattr(kube, "dashboard_link", None)))
             yield kube
+    except Exception:
+        keep_pod_logs(api, name, namespace)
+        raise
     finally:
         delete_and_wait(api, name, namespace)

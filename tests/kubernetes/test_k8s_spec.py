@@ -4,11 +4,13 @@ start-up failures named within a bounded time and the DaskCluster deleted whatev
 from __future__ import annotations
 
 import json
+import logging
+from contextlib import contextmanager
 
 import pytest
 from kubernetes.client.rest import ApiException
 
-from pipeline import cli, config
+from pipeline import cli, config, output
 from pipeline import settings as pipeline_settings
 from pipeline.errors import PipelineError
 from pipeline.k8s import diagnosis, lifecycle
@@ -236,8 +238,10 @@ class FakeApi:
 
     in_cluster = False
 
-    def __init__(self, create_error=None, phase="Running", pods=(), raise_in_wait=None):
+    def __init__(self, create_error=None, phase="Running", pods=(), raise_in_wait=None, events=(), quotas=(),
+                 logs=None):
         self.create_error, self.phase, self._pods, self.raise_in_wait = create_error, phase, list(pods), raise_in_wait
+        self._events, self._quotas, self._logs = list(events), list(quotas), dict(logs or {})
         self.created, self.deleted = [], []
 
     def default_namespace(self):
@@ -257,7 +261,15 @@ class FakeApi:
         return self._pods
 
     def events(self, name, namespace):
-        return []
+        return self._events
+
+    def quotas(self, namespace):
+        return self._quotas
+
+    def log_tail(self, pod, namespace, lines):
+        if pod not in self._logs:
+            raise api_exception(400, f'container "worker" in pod "{pod}" is waiting to start: ContainerCreating')
+        return "\n".join(self._logs[pod].splitlines()[-lines:]) + "\n"
 
     def delete(self, name, namespace):
         self.deleted.append(name)
@@ -322,8 +334,6 @@ def test_missing_image_setting():
 def test_connect_deletes_the_daskcluster_once_whether_refused_or_done(monkeypatch):
     """cluster.connect on Kubernetes: a refused cluster (here: a version mismatch) is deleted, not left running,
     and a run's cluster is deleted once; the connection (a LocalCluster in place of the KubeCluster) is closed."""
-    from contextlib import contextmanager
-
     from distributed import LocalCluster
 
     from pipeline import cluster as clusters
@@ -359,3 +369,88 @@ def test_connect_deletes_the_daskcluster_once_whether_refused_or_done(monkeypatc
         assert len(fake.created) == 2 and fake.deleted == fake.created[:1]  # not before the run ends
     assert fake.deleted == fake.created  # each deleted exactly once
     assert connections[1].status.name == "closed"
+
+
+# --- workers held back by a quota; the Dask pods' logs of a failed run -------------------------------
+
+QUOTA_EVENT = {"type": "Warning", "reason": "FailedCreate", "kind": "ReplicaSet", "name": "c-default-worker-1a-5d",
+               "message": 'Error creating: pods "c-default-worker-1a-5d-" is forbidden: exceeded quota: pp-quota, '
+                          "requested: requests.cpu=250m, used: requests.cpu=1800m, limited: requests.cpu=2"}
+QUOTA_SAID = ("exceeded quota pp-quota (requested: requests.cpu=250m, used: requests.cpu=1800m, "
+              "limited: requests.cpu=2)")
+
+
+@contextmanager
+def connected(name, namespace, settings):
+    yield object()  # in place of the KubeCluster: these tests stop before a client connects
+
+
+def test_a_run_with_fewer_workers_than_asked_goes_on_and_says_which_quota_holds_the_others(monkeypatch, caplog):
+    fake = FakeApi(pods=[pod("scheduler", running=True, ready=True), pod("worker", running=True)],
+                   events=[QUOTA_EVENT])
+    monkeypatch.setattr(lifecycle, "Api", lambda: fake)
+    monkeypatch.setattr(lifecycle, "kube_cluster", connected)
+    with caplog.at_level(logging.INFO, logger="pipeline.k8s.lifecycle"):
+        with lifecycle.running(settings(**{"n-workers": 2, "start-timeout": "2s"})):
+            assert fake.deleted == []
+    said = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in said] == [f"1 of 2 workers running: {QUOTA_SAID} — the run goes on with those it "
+                                              "has"]
+    assert fake.deleted == fake.created
+
+
+def test_no_worker_within_the_timeout_fails_with_the_quota_and_its_numbers(monkeypatch, caplog):
+    fake = FakeApi(pods=[pod("scheduler", running=True, ready=True)], events=[QUOTA_EVENT])
+    monkeypatch.setattr(lifecycle, "Api", lambda: fake)
+    clock = iter(range(0, 1000, 1))
+    monkeypatch.setattr(lifecycle.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(lifecycle.time, "sleep", lambda s: None)
+    with caplog.at_level(logging.WARNING, logger="pipeline.k8s.lifecycle"):
+        with pytest.raises(PipelineError) as failed:
+            with lifecycle.running(settings(**{"start-timeout": "5s"})):
+                pass
+    assert str(failed.value) == f"Dask cluster {fake.created[0]} did not start a worker within 5 s: {QUOTA_SAID}"
+    # said once as soon as seen (it may pass: other pods may end), not at every poll
+    assert [r.getMessage() for r in caplog.records] == [
+        f"a Dask worker cannot start yet: {QUOTA_SAID} — waiting up to 5 s in all"]
+    assert fake.deleted == fake.created
+
+
+def test_a_failed_run_keeps_each_dask_pods_last_log_lines_in_the_driver_log_redacted(monkeypatch, caplog):
+    caplog.set_level(logging.INFO, logger="pipeline.k8s.lifecycle")  # as the CLI sets it
+    scheduler, worker, waiting = (pod("scheduler", running=True, ready=True), pod("worker", running=True),
+                                  pod("worker", "ContainerCreating"))
+    waiting["metadata"]["name"] = "c-worker-2"
+    logs = {"c-scheduler": "".join(f"scheduler line {i}\n" for i in range(80)),
+            "c-worker": "worker started\nreading s3 via http://admin:hunter2@minio:9000/posts\nKilledWorker\n"}
+    fake = FakeApi(pods=[worker, waiting, scheduler], logs=logs)
+    monkeypatch.setattr(lifecycle, "Api", lambda: fake)
+    monkeypatch.setattr(lifecycle, "kube_cluster", connected)
+    with output.driver_log() as lines:
+        with pytest.raises(ValueError):
+            with lifecycle.running(settings(**{"n-workers": 1, "start-timeout": "2s"})):
+                raise ValueError("a task failed")
+        kept = lines.read(ValueError("a task failed")).decode()
+    assert fake.deleted == fake.created
+    sections = kept.split("----- last 50 lines of the log of ")
+    assert [s.split(" -----")[0] for s in sections[1:]] == ["scheduler pod c-scheduler", "worker pod c-worker",
+                                                             "worker pod c-worker-2"]  # scheduler first
+    assert "scheduler line 30\n" in sections[1] and "scheduler line 29\n" not in sections[1]  # the last 50
+    assert "http://***@minio:9000/posts" in sections[2] and "hunter2" not in kept
+    assert '(no log: container "worker" in pod "c-worker-2" is waiting to start: ContainerCreating)' in sections[3]
+    assert kept.rstrip().splitlines()[-1].endswith("the run failed: ValueError('a task failed')")
+    assert "the last lines of the logs of 3 Dask pods are kept in the driver's log" in kept
+
+
+def test_pod_logs_are_not_gathered_when_the_run_succeeds_or_is_interrupted(monkeypatch):
+    fake = FakeApi(pods=[pod("scheduler", running=True, ready=True), pod("worker", running=True)],
+                   logs={"c-scheduler": "s\n", "c-worker": "w\n"})
+    monkeypatch.setattr(lifecycle, "Api", lambda: fake)
+    monkeypatch.setattr(lifecycle, "kube_cluster", connected)
+    with output.driver_log() as lines:
+        with lifecycle.running(settings(**{"n-workers": 1})):
+            pass
+        with pytest.raises(KeyboardInterrupt):
+            with lifecycle.running(settings(**{"n-workers": 1})):
+                raise KeyboardInterrupt
+        assert "-----" not in lines.read().decode()
