@@ -134,7 +134,7 @@ def _add_run(sub) -> None:
                     "the workers are threads of this process [cluster.local.dashboard-address]")
     cl.add_argument("--processes", metavar="{auto,true,false}", type=_auto_or_bool,
                     help="LocalCluster workers as processes (true) or threads of this process (false); auto "
-                    "(default): threads for plain inputs of at most 8 MiB [cluster.local.processes]")
+                    "(default): threads for plain inputs of at most 256 MiB [cluster.local.processes]")
     cl.add_argument("--image", help="image of the Kubernetes scheduler and workers [cluster.kubernetes.image]")
     cl.add_argument("--namespace",
                     help="Kubernetes namespace (default: the driver pod's own) [cluster.kubernetes.namespace]")

@@ -71,9 +71,12 @@ WORKER_MODULES = ["distributed", "pipeline.questions", "pipeline.clean", "pipeli
 
 
 # ``processes: auto``: plain inputs of at most this many bytes in all are passed by threads of the driver's
-# process. Worker processes cost ~3 CPU s before the first task (the fork server's imports, the classifier's
-# libraries among them, the nannies, the workers): more than a few MB of work take on 2 cores.
-IN_PROCESS_UP_TO = 8 * 2**20
+# process. Measured on 2 cores, whole process: a 3 MB real site 3.2 CPU s in threads against 9.5 with worker
+# processes; 200 MB of generated text 9.0 against 17.2 CPU s (10.3 against 19.5 s wall) — processes cost the
+# fork server's imports, the nannies, the dashboard, and results moved between processes. Above it (not
+# measured) worker processes: one over its memory limit is restarted alone, and more cores than 2 are not
+# held up by the GIL.
+IN_PROCESS_UP_TO = 256 * 2**20
 
 
 def in_process(settings: LocalSettings, files: Mapping[str, int] | None) -> bool:

@@ -130,7 +130,8 @@ def test_config_complains_about_a_bad_value(env, message):
 def test_a_local_cluster_that_cannot_start_its_workers_is_one_line(posts, tmp_path):
     """Workers that do not start within cluster.connect-timeout end the run with a line, not a hang."""
     slow = tmp_path / "slow.yaml"
-    slow.write_text("posts-pipeline:\n  cluster:\n    connect-timeout: 0.2s\n    local:\n      start-method: spawn\n")
+    slow.write_text("posts-pipeline:\n  cluster:\n    connect-timeout: 0.2s\n    local:\n      start-method: spawn\n"
+                    "      processes: true\n")
     started = time.monotonic()
     done = posts_pipeline("run", "--quiet", "-c", slow, "-i", posts, "-o", tmp_path / "runs" / "out",
                           "--n-workers", "2", timeout=120)
@@ -157,7 +158,8 @@ def test_generate_then_run_end_to_end(tmp_path):
     assert made.returncode == 0, made.stderr
     assert "wrote" in made.stdout and data.stat().st_size >= 2_000_000
     done = posts_pipeline("run", "--input", data, "--output", out, "--n-workers", "2", "--blocksize", "512KiB",
-                          "--top", "5", "--progress", "--processes", "true", env={"POSTS_PIPELINE__ANALYTICS__TAG": "r"})
+                          "--top", "5", "--progress", "--processes", "true",
+                          env={"POSTS_PIPELINE__ANALYTICS__TAG": "r"})
     assert done.returncode == 0, done.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["cooccurrence"]["tag"] == "r"  # from the environment
@@ -251,15 +253,17 @@ def test_visualize_writes_the_task_graph(posts, tmp_path):
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("signum, to_group, code", [
-    (signal.SIGINT, True, 130),  # Ctrl-C: the terminal signals the whole process group, workers included
-    (signal.SIGTERM, False, 143),  # Kubernetes stopping the pod: the driver alone
+@pytest.mark.parametrize("signum, to_group, code, processes", [
+    (signal.SIGINT, True, 130, "true"),  # Ctrl-C: the terminal signals the whole process group, workers included
+    (signal.SIGTERM, False, 143, "true"),  # Kubernetes stopping the pod: the driver alone
+    (signal.SIGINT, True, 130, "false"),  # Ctrl-C with the workers threads of the driver
 ])
-def test_a_signal_stops_the_run_with_one_line_and_no_partial_output(posts, tmp_path, signum, to_group, code):
+def test_a_signal_stops_the_run_with_one_line_and_no_partial_output(posts, tmp_path, signum, to_group, code,
+                                                                    processes):
     out = tmp_path / "runs" / "stopped"
     process = subprocess.Popen([POSTS_PIPELINE, "run", "--quiet", "-i", posts, "-o", str(out), "--blocksize", "256KiB",
-                                "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                                "--no-progress", "--processes", processes], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         # Pass 1 runs once the first block's questions are written to the staging directory.
@@ -295,8 +299,8 @@ def test_a_run_leaves_no_process_behind(posts, tmp_path):
     out, log = tmp_path / "run", tmp_path / "stderr"
     with open(log, "w") as stderr:  # a file, not a pipe: the workers hold it too, and a pipe would wait for them
         process = subprocess.Popen([POSTS_PIPELINE, "run", "--quiet", "-i", posts, "-o", str(out), "--no-progress",
-                                    "--n-workers", "2"], stdout=subprocess.DEVNULL, stderr=stderr,
-                                   start_new_session=True)
+                                    "--n-workers", "2", "--processes", "true"], stdout=subprocess.DEVNULL,
+                                   stderr=stderr, start_new_session=True)
     try:
         wait_for(lambda: len(workers(process.pid)) >= 2 or process.poll() is not None, 120, "the workers")
         seen = workers(process.pid)
