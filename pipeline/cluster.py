@@ -184,7 +184,9 @@ def _local_cluster(settings: LocalSettings, timeout: float, files: Mapping[str, 
         log.info("local cluster: %d worker(s) of %d thread(s) in this process (cluster.local.processes: %s)",
                  settings.n_workers, settings.threads_per_worker, settings.processes)
         quiet_workers()
-        return _started(settings, timeout, processes=False)
+        # no memory limit: each worker would measure the whole process (the driver's imports, the other
+        # worker) against it, and pause for good under a small one; no nanny would restart it either
+        return _started(settings, timeout, processes=False, memory_limit=0)
     prepare_local(settings)
     with dask.config.set({"distributed.worker.multiprocessing-method": start_method(settings.start_method)}):
         # forked from the server, workers would have its environment, not ours
@@ -200,15 +202,15 @@ def dashboard(setting: str, processes: bool) -> bool:
 
 def _started(settings: LocalSettings, timeout: float, **kwargs) -> LocalCluster:
     try:
-        return LocalCluster(
-            n_workers=settings.n_workers,
-            threads_per_worker=settings.threads_per_worker,
-            memory_limit=settings.memory_limit,
-            dashboard_address=":0" if settings.dashboard_address == "auto" else settings.dashboard_address,
-            scheduler_kwargs={"dashboard": dashboard(settings.dashboard_address, kwargs["processes"])},
-            death_timeout=timeout,  # a worker that has not started by then fails the start, not hangs it
+        return LocalCluster(**{
+            "n_workers": settings.n_workers,
+            "threads_per_worker": settings.threads_per_worker,
+            "memory_limit": settings.memory_limit,
+            "dashboard_address": ":0" if settings.dashboard_address == "auto" else settings.dashboard_address,
+            "scheduler_kwargs": {"dashboard": dashboard(settings.dashboard_address, kwargs["processes"])},
+            "death_timeout": timeout,  # a worker that has not started by then fails the start, not hangs it
             **kwargs,
-        )
+        })
     except Exception as e:  # noqa: BLE001 - distributed fails a start in many ways (an AssertionError among them)
         raise PipelineError(
             f"the embedded LocalCluster could not start its {settings.n_workers} workers within {timeout:g} s "
