@@ -15,6 +15,7 @@ from bench.measure import Result, main
 from pipeline import cluster
 from pipeline import config as pipeline_config
 from pipeline import run as pipeline_run
+from pipeline.settings import LocalSettings, section
 
 
 def run(path: str, tag: str = "python", labels: tuple[str, str] = ("python", "r"), workers: int = 2,
@@ -29,9 +30,11 @@ def run(path: str, tag: str = "python", labels: tuple[str, str] = ("python", "r"
                   "posts-pipeline.cluster.local.n-workers": workers, **settings}
         with dask.config.set(config):
             # The fork server local workers start from imports what their tasks need: like the other
-            # methods' imports, before the clock starts (the CLI does it beside its own imports).
-            if not scheduler:
-                cluster.prepare_local(pipeline_config.get("cluster.local"), wait=True)
+            # methods' imports, before the clock starts (the CLI does it beside its own imports). Not for
+            # an input small enough for worker threads (``cluster.in_process``).
+            local = section(LocalSettings, pipeline_config.get("cluster.local"))
+            if not scheduler and not cluster.in_process(local, cluster.local_files([path])):
+                cluster.prepare_local(local, wait=True)
         start = time.perf_counter()
         with dask.config.set(config):
             report = pipeline_run.run([path], out)

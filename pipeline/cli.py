@@ -43,6 +43,7 @@ RUN_SETTINGS = {
     "threads_per_worker": "cluster.local.threads-per-worker",
     "memory_limit": "cluster.local.memory-limit",
     "dashboard_address": "cluster.local.dashboard-address",
+    "processes": "cluster.local.processes",
     "image": "cluster.kubernetes.image",
     "namespace": "cluster.kubernetes.namespace",
     "kube_workers": "cluster.kubernetes.n-workers",
@@ -77,6 +78,11 @@ def _number(kind):
             return text
     parse.__name__ = kind.__name__
     return parse
+
+
+def _auto_or_bool(text: str) -> bool | str:
+    """``true``/``false`` as booleans, anything else as given (``auto``; the settings' check refuses the rest)."""
+    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -124,7 +130,11 @@ def _add_run(sub) -> None:
     cl.add_argument("--memory-limit",
                     help="memory limit per LocalCluster worker, e.g. 4GiB or auto [cluster.local.memory-limit]")
     cl.add_argument("--dashboard-address",
-                    help="LocalCluster dashboard address, ':0' for any free port [cluster.local.dashboard-address]")
+                    help="LocalCluster dashboard address, ':0' for any free port; auto (default): ':0' unless "
+                    "the workers are threads of this process [cluster.local.dashboard-address]")
+    cl.add_argument("--processes", metavar="{auto,true,false}", type=_auto_or_bool,
+                    help="LocalCluster workers as processes (true) or threads of this process (false); auto "
+                    "(default): threads for plain inputs of at most 256 MiB [cluster.local.processes]")
     cl.add_argument("--image", help="image of the Kubernetes scheduler and workers [cluster.kubernetes.image]")
     cl.add_argument("--namespace",
                     help="Kubernetes namespace (default: the driver pod's own) [cluster.kubernetes.namespace]")
@@ -182,9 +192,11 @@ def _run(args) -> int:
                     flag_names=FLAGS)
     checked = settings.load()  # every option, before anything starts
     if checked.cluster.kind == "local":
-        from pipeline.cluster import prepare_local
+        from pipeline import cluster
 
-        prepare_local(checked.cluster.local)  # the workers' imports start now, beside ours
+        local = checked.cluster.local
+        if not cluster.in_process(local, cluster.local_files(checked.input)):
+            cluster.prepare_local(local)  # the workers' imports start now, beside ours
     from pipeline.run import run
 
     result = run()

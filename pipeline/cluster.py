@@ -24,7 +24,7 @@ from distributed import Client, LocalCluster
 from distributed.client import AllExit
 from distributed.versions import VersionMismatchWarning
 
-from pipeline import model
+from pipeline import archive, model
 from pipeline.errors import PipelineError
 from pipeline.settings import ClusterSettings, LocalSettings, section
 
@@ -68,6 +68,35 @@ def check_versions(client: Client) -> None:
 # local workers start from, beside the driver's start (pipeline.fork_server last: it freezes them).
 WORKER_MODULES = ["distributed", "pipeline.questions", "pipeline.clean", "pipeline.analytics", "pipeline.model",
                   *model.CLASSIFIER_MODULES, "dask.dataframe.io.parquet.arrow", "pipeline.fork_server"]
+
+
+# ``processes: auto``: plain inputs of at most this many bytes in all are passed by threads of the driver's
+# process. Measured on 2 cores, whole process: a 3 MB real site 3.2 CPU s in threads against 9.5 with worker
+# processes; 200 MB of generated text 9.0 against 17.2 CPU s (10.3 against 19.5 s wall) — processes cost the
+# fork server's imports, the nannies, the dashboard, and results moved between processes. Above it (not
+# measured) worker processes: one over its memory limit is restarted alone, and more cores than 2 are not
+# held up by the GIL.
+IN_PROCESS_UP_TO = 256 * 2**20
+
+
+def in_process(settings: LocalSettings, files: Mapping[str, int] | None) -> bool:
+    """Whether the local workers are threads of this process (``processes``): for ``auto``, when ``files``
+    (path → size; None if not known) are small and none is packed (its size is not the work's)."""
+    if settings.processes != "auto":
+        return not settings.processes
+    return (files is not None and sum(files.values()) <= IN_PROCESS_UP_TO
+            and not any(map(archive.named_packed, files)))
+
+
+def local_files(inputs: list[str] | tuple[str, ...] | None) -> dict[str, int] | None:
+    """The sizes of ``inputs`` if each is a plain local path (no URL, no glob) that exists, else None: what
+    ``in_process`` can tell before the inputs are listed (they are, then, by ``read.expand``)."""
+    if not inputs or any("://" in p or any(c in p for c in "*?[") for p in inputs):
+        return None
+    try:
+        return {p: os.stat(p).st_size for p in inputs}
+    except OSError:
+        return None
 
 
 def start_method(setting: str) -> str:
@@ -125,15 +154,22 @@ def dask_setup(worker) -> None:
     """Run by each local worker process as it starts (this module is their ``preload``).
 
     Ctrl-C reaches the whole process group: the driver stops the run, and the workers' nannies stop
-    them, without a traceback from each. A worker stopped mid-task warns that the task was cancelled:
-    the driver's one line says why. A task that fails is logged by the worker ("Compute Failed", with its
-    traceback) and raised at the driver: the driver's line is the one the user needs. A worker whose
-    heartbeat finds the scheduler gone (it closes first, or the run was stopped) logs a traceback too:
-    the driver, which owns both, has said or will say what happened.
+    them, without a traceback from each. Then the workers' logs, as ``quiet_workers``.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    quiet_workers()
+
+
+def quiet_workers() -> None:
+    """In a worker's process (a worker process, or the driver's for worker threads): a worker stopped
+    mid-task warns that the task was cancelled: the driver's one line says why. A task that fails is logged
+    by the worker ("Compute Failed", with its traceback) and raised at the driver: the driver's line is the
+    one the user needs. A worker whose heartbeat finds the scheduler gone (it closes first, or the run was
+    stopped) logs a traceback too: the driver, which owns both, has said or will say what happened."""
     logging.getLogger("distributed.worker.state_machine").setLevel(logging.ERROR)
-    logging.getLogger("distributed.worker").addFilter(_said_by_the_driver)
+    worker_log = logging.getLogger("distributed.worker")
+    if _said_by_the_driver not in worker_log.filters:
+        worker_log.addFilter(_said_by_the_driver)
 
 
 WORKER_NOISE = ("Compute Failed", "Failed to communicate with scheduler during heartbeat")
@@ -143,32 +179,51 @@ def _said_by_the_driver(record: logging.LogRecord) -> bool:
     return not str(record.msg).startswith(WORKER_NOISE)
 
 
-def _local_cluster(settings: LocalSettings, timeout: float) -> LocalCluster:
+def _local_cluster(settings: LocalSettings, timeout: float, files: Mapping[str, int] | None) -> LocalCluster:
+    if in_process(settings, files):
+        log.info("local cluster: %d worker(s) of %d thread(s) in this process (cluster.local.processes: %s)",
+                 settings.n_workers, settings.threads_per_worker, settings.processes)
+        quiet_workers()
+        # no memory limit: each worker would measure the whole process (the driver's imports, the other
+        # worker) against it, and pause for good under a small one; no nanny would restart it either
+        return _started(settings, timeout, processes=False, memory_limit=0)
     prepare_local(settings)
     with dask.config.set({"distributed.worker.multiprocessing-method": start_method(settings.start_method)}):
-        try:
-            return LocalCluster(
-                n_workers=settings.n_workers,
-                threads_per_worker=settings.threads_per_worker,
-                memory_limit=settings.memory_limit,
-                dashboard_address=settings.dashboard_address,
-                processes=True,
-                env=dict(os.environ),  # forked from the server, workers would have its environment, not ours
-                preload=[__name__],
-                death_timeout=timeout,  # a worker that has not started by then fails the start, not hangs it
-            )
-        except Exception as e:  # noqa: BLE001 - distributed fails a start in many ways (an AssertionError among them)
-            raise PipelineError(
-                f"the embedded LocalCluster could not start its {settings.n_workers} workers within {timeout:g} s "
-                f"({type(e).__name__}: {e or 'timed out'}) — try fewer (--n-workers) or a longer "
-                "cluster.connect-timeout"
-            ) from None
+        # forked from the server, workers would have its environment, not ours
+        return _started(settings, timeout, processes=True, env=dict(os.environ), preload=[__name__])
+
+
+def dashboard(setting: str, processes: bool) -> bool:
+    """Whether the scheduler serves the dashboard. ``auto``: for worker processes, not for threads of this
+    process — a run small enough for them is over in about the time a page takes to load, and starting the
+    dashboard (bokeh) costs 0.7 CPU s of it. Its HTTP server (``/metrics``, ``/health``) runs either way."""
+    return processes if setting == "auto" else True
+
+
+def _started(settings: LocalSettings, timeout: float, **kwargs) -> LocalCluster:
+    try:
+        return LocalCluster(**{
+            "n_workers": settings.n_workers,
+            "threads_per_worker": settings.threads_per_worker,
+            "memory_limit": settings.memory_limit,
+            "dashboard_address": ":0" if settings.dashboard_address == "auto" else settings.dashboard_address,
+            "scheduler_kwargs": {"dashboard": dashboard(settings.dashboard_address, kwargs["processes"])},
+            "death_timeout": timeout,  # a worker that has not started by then fails the start, not hangs it
+            **kwargs,
+        })
+    except Exception as e:  # noqa: BLE001 - distributed fails a start in many ways (an AssertionError among them)
+        raise PipelineError(
+            f"the embedded LocalCluster could not start its {settings.n_workers} workers within {timeout:g} s "
+            f"({type(e).__name__}: {e or 'timed out'}) — try fewer (--n-workers) or a longer "
+            "cluster.connect-timeout"
+        ) from None
 
 
 @contextmanager
-def local(settings: ClusterSettings) -> Iterator[Client]:
-    """An embedded LocalCluster of worker processes, stopped (workers and all) on the way out."""
-    with _local_cluster(settings.local, settings.connect_timeout) as cluster, Client(cluster) as client:
+def local(settings: ClusterSettings, files: Mapping[str, int] | None = None) -> Iterator[Client]:
+    """An embedded LocalCluster of worker processes (or threads, ``in_process``, for the inputs ``files``),
+    stopped (workers and all) on the way out."""
+    with _local_cluster(settings.local, settings.connect_timeout, files) as cluster, Client(cluster) as client:
         yield client
 
 
@@ -228,11 +283,13 @@ def _quiet_gather() -> None:
 
 
 @contextmanager
-def connect(settings: ClusterSettings | Mapping) -> Iterator[Client]:
-    """A client of the cluster ``settings.cluster`` names (or its mapping, checked the same way); whatever the
-    backend started is stopped on the way out."""
+def connect(settings: ClusterSettings | Mapping, files: Mapping[str, int] | None = None) -> Iterator[Client]:
+    """A client of the cluster ``settings.cluster`` names (or its mapping, checked the same way), for the
+    inputs ``files`` (path → size); whatever the backend started is stopped on the way out."""
     settings = section(ClusterSettings, settings)
     _quiet_gather()
-    with BACKENDS[settings.kind](settings) as client:
-        log.info("dashboard: %s", client.dashboard_link)
+    backend = local(settings, files) if settings.kind == "local" else BACKENDS[settings.kind](settings)
+    with backend as client:
+        if settings.kind != "local" or dashboard(settings.local.dashboard_address, client.cluster.processes):
+            log.info("dashboard: %s", client.dashboard_link)
         yield client

@@ -473,7 +473,7 @@ def run(inputs: list[str] | str | None = None, output: str | None = None) -> rep
                            resume=settings.resume)
         try:
             check_resumable(out, files, settings)
-            with cluster.connect(settings.cluster) as client:
+            with cluster.connect(settings.cluster, files) as client:
                 result = run_on(client, settings, inputs, files, out)
             out.commit(lines.read())
         except BaseException as exc:

@@ -52,6 +52,7 @@ class LocalSettings:
     start_method: str  # auto | forkserver | spawn
     memory_limit: int | str  # bytes per worker, 0 for none, or "auto"
     dashboard_address: str
+    processes: bool | str  # True, False or "auto" (``cluster.in_process``)
 
 
 @dataclass(frozen=True)

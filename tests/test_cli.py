@@ -130,7 +130,8 @@ def test_config_complains_about_a_bad_value(env, message):
 def test_a_local_cluster_that_cannot_start_its_workers_is_one_line(posts, tmp_path):
     """Workers that do not start within cluster.connect-timeout end the run with a line, not a hang."""
     slow = tmp_path / "slow.yaml"
-    slow.write_text("posts-pipeline:\n  cluster:\n    connect-timeout: 0.2s\n    local:\n      start-method: spawn\n")
+    slow.write_text("posts-pipeline:\n  cluster:\n    connect-timeout: 0.2s\n    local:\n      start-method: spawn\n"
+                    "      processes: true\n")
     started = time.monotonic()
     done = posts_pipeline("run", "--quiet", "-c", slow, "-i", posts, "-o", tmp_path / "runs" / "out",
                           "--n-workers", "2", timeout=120)
@@ -157,7 +158,8 @@ def test_generate_then_run_end_to_end(tmp_path):
     assert made.returncode == 0, made.stderr
     assert "wrote" in made.stdout and data.stat().st_size >= 2_000_000
     done = posts_pipeline("run", "--input", data, "--output", out, "--n-workers", "2", "--blocksize", "512KiB",
-                          "--top", "5", "--progress", env={"POSTS_PIPELINE__ANALYTICS__TAG": "r"})
+                          "--top", "5", "--progress", "--processes", "true",
+                          env={"POSTS_PIPELINE__ANALYTICS__TAG": "r"})
     assert done.returncode == 0, done.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["cooccurrence"]["tag"] == "r"  # from the environment
@@ -168,6 +170,51 @@ def test_generate_then_run_end_to_end(tmp_path):
     assert "100% Completed" in done.stdout  # the progress bar
     assert "Traceback" not in done.stderr, done.stderr
     assert (out / "_SUCCESS").exists()
+
+
+REAL_DUMP = Path(__file__).parent / "data" / "real-dumps" / "cardano.stackexchange" / "Posts.xml"
+
+
+def _results(run: Path) -> tuple:
+    """What a run found, without its timings: the report's findings, the tag counts and the held-back ids."""
+    report = json.loads((run / "report.json").read_text())
+    found = {key: report[key] for key in ("counts", "cooccurrence", "top_tags", "labelled_questions", "classifier")}
+    return found, (run / "tag_counts.csv").read_text(), (run / "test_split.csv").read_text()
+
+
+@pytest.mark.cluster
+def test_a_small_input_runs_in_threads_of_the_driver_with_the_same_results(tmp_path):
+    """processes auto: a 3 MB site is passed by threads of the driver, without the dashboard, and finds what
+    worker processes find (the model depends on the questions and the seed only). The smallest memory-limit
+    does not pause them: it is the worker processes' (measured against the driver's whole process, it did)."""
+    args = ["--tag", "plutus", "--classifier-tags", "plutus", "wallet", "--no-progress"]
+    threads = posts_pipeline("run", "-i", REAL_DUMP, "-o", tmp_path / "threads", "--memory-limit", "256MiB", *args,
+                             timeout=120)
+    processes = posts_pipeline("run", "-i", REAL_DUMP, "-o", tmp_path / "processes", "--processes", "true", *args)
+    assert threads.returncode == 0 and processes.returncode == 0, threads.stderr + processes.stderr
+    assert "local cluster: 2 worker(s) of 1 thread(s) in this process (cluster.local.processes: auto)" in threads.stderr
+    assert "dashboard:" not in threads.stderr and "dashboard: http://" in processes.stderr
+    assert "in this process" not in processes.stderr
+    found = _results(tmp_path / "threads")
+    assert found == _results(tmp_path / "processes")
+    assert found[0]["classifier"]["status"] == "trained" and found[0]["counts"]["questions"] == 1042
+
+
+def test_auto_picks_threads_only_for_small_plain_inputs(tmp_path):
+    local = cluster.LocalSettings(2, 1, "auto", "auto", "auto", "auto")
+    small, large = tmp_path / "Posts.xml", tmp_path / "big" / "Posts.xml"
+    small.write_bytes(b"x" * 1000)
+    large.parent.mkdir()
+    with open(large, "wb") as f:
+        f.truncate(cluster.IN_PROCESS_UP_TO + 1)
+    assert cluster.in_process(local, cluster.local_files([str(small)]))
+    assert not cluster.in_process(local, cluster.local_files([str(small), str(large)]))
+    # not known before listing (a URL, a glob): worker processes, started early; packed: its size is not the work's
+    assert cluster.local_files(["s3://bucket/Posts.xml"]) is None and cluster.local_files([f"{tmp_path}/*.xml"]) is None
+    assert not cluster.in_process(local, None)
+    assert not cluster.in_process(local, {"/data/Posts.7z": 1000})
+    assert not cluster.in_process(cluster.LocalSettings(2, 1, "auto", "auto", "auto", True), {"/a.xml": 1})
+    assert cluster.in_process(cluster.LocalSettings(2, 1, "auto", "auto", "auto", False), None)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -208,15 +255,17 @@ def test_visualize_writes_the_task_graph(posts, tmp_path):
 
 
 @pytest.mark.cluster
-@pytest.mark.parametrize("signum, to_group, code", [
-    (signal.SIGINT, True, 130),  # Ctrl-C: the terminal signals the whole process group, workers included
-    (signal.SIGTERM, False, 143),  # Kubernetes stopping the pod: the driver alone
+@pytest.mark.parametrize("signum, to_group, code, processes", [
+    (signal.SIGINT, True, 130, "true"),  # Ctrl-C: the terminal signals the whole process group, workers included
+    (signal.SIGTERM, False, 143, "true"),  # Kubernetes stopping the pod: the driver alone
+    (signal.SIGINT, True, 130, "false"),  # Ctrl-C with the workers threads of the driver
 ])
-def test_a_signal_stops_the_run_with_one_line_and_no_partial_output(posts, tmp_path, signum, to_group, code):
+def test_a_signal_stops_the_run_with_one_line_and_no_partial_output(posts, tmp_path, signum, to_group, code,
+                                                                    processes):
     out = tmp_path / "runs" / "stopped"
     process = subprocess.Popen([POSTS_PIPELINE, "run", "--quiet", "-i", posts, "-o", str(out), "--blocksize", "256KiB",
-                                "--no-progress"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                                "--no-progress", "--processes", processes], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         # Pass 1 runs once the first block's questions are written to the staging directory.
@@ -252,8 +301,8 @@ def test_a_run_leaves_no_process_behind(posts, tmp_path):
     out, log = tmp_path / "run", tmp_path / "stderr"
     with open(log, "w") as stderr:  # a file, not a pipe: the workers hold it too, and a pipe would wait for them
         process = subprocess.Popen([POSTS_PIPELINE, "run", "--quiet", "-i", posts, "-o", str(out), "--no-progress",
-                                    "--n-workers", "2"], stdout=subprocess.DEVNULL, stderr=stderr,
-                                   start_new_session=True)
+                                    "--n-workers", "2", "--processes", "true"], stdout=subprocess.DEVNULL,
+                                   stderr=stderr, start_new_session=True)
     try:
         wait_for(lambda: len(workers(process.pid)) >= 2 or process.poll() is not None, 120, "the workers")
         seen = workers(process.pid)

@@ -84,7 +84,7 @@ def _config(tmp_path, line: str):
 @pytest.mark.cluster
 def test_embedded_cluster_serves_its_dashboard():
     local = {"n-workers": 1, "threads-per-worker": 1, "memory-limit": "1GiB", "dashboard-address": ":0",
-             "start-method": "auto"}
+             "start-method": "auto", "processes": True}
     with cluster.connect({**config.get("cluster"), "local": local, "connect-timeout": "30s"}) as client:
         with urllib.request.urlopen(client.dashboard_link, timeout=30) as page:
             assert page.status == 200 and b"Dask" in page.read()

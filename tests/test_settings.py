@@ -30,7 +30,7 @@ def refused(match: str, **kw) -> str:
 def test_the_defaults_as_typed_frozen_groups():
     s = settings.load()
     assert s.cluster.local == LocalSettings(n_workers=2, threads_per_worker=1, start_method="auto",
-                                            memory_limit="auto", dashboard_address=":0")
+                                            memory_limit="auto", dashboard_address="auto", processes="auto")
     assert s.blocksize == 16 * 2**20 and s.cluster.connect_timeout == 30
     assert s.classifier.tags == ("python", "r") and s.classifier.test_size == 0.2
     k = s.cluster.kubernetes
@@ -123,7 +123,8 @@ def test_sources_are_named(tmp_path, monkeypatch):
         f"analytics.top must be an integer ≥ 1, not -3 (from config file {mine}); "
         "classifier.test-size must be a number in (0, 1), not 'nan' (from POSTS_PIPELINE__CLASSIFIER__TEST_SIZE); "
         "cluster.local.n_worker is not a setting "
-        "(the settings here are n-workers, threads-per-worker, start-method, memory-limit, dashboard-address) "
+        "(the settings here are n-workers, threads-per-worker, start-method, memory-limit, dashboard-address, "
+        "processes) "
         f"(from config file {mine})"
     )
 
@@ -148,7 +149,7 @@ def test_a_secret_in_a_bad_value_is_not_shown():
 
 def test_a_group_given_as_a_mapping_is_checked_the_same_way():
     local = {"n-workers": 0, "threads-per-worker": 1, "start-method": "auto", "memory-limit": "auto",
-             "dashboard-address": ":0"}
+             "dashboard-address": ":0", "processes": "auto"}
     with pytest.raises(PipelineError, match="cluster.local.n-workers must be an integer ≥ 1, not 0"):
         settings.section(LocalSettings, local)
     with pytest.raises(PipelineError, match="cluster.local.dashboard-address is missing"):
