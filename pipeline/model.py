@@ -1,4 +1,4 @@
-"""Model: tell two tags apart (python vs r by default) from question text, on the cluster.
+"""Model: tell two tags apart (python vs r by default) from question text, with dask-ml.
 
 The blog's recipe — ``HashingVectorizer`` and ``Incremental(SGDClassifier(penalty="l1"))`` — on
 the questions tagged with exactly one of the two tags. ``labelled`` picks them out in the first
@@ -11,11 +11,9 @@ counts them. ``train`` feeds the model batches of ``TRAIN_BATCH`` training quest
 input order across those files, so the model depends on the input and the seed alone: the same
 whatever the block size, the number of workers that had joined when the blocks were cut, or
 whether the input was a local file or an S3 object. Each batch is one task that reads its rows
-(only the row groups that hold them), hashes them (see ``hashing``), and a chain of ``partial_fit``
-tasks steps the model through the batches while the workers hash the next ones — dask-ml's
-``Incremental.fit`` written out (``fit_chain``: the same graph, the same batch order, the same model),
-because importing dask-ml and dask.array to build it cost a small site's run a quarter of its CPU
-seconds. Held-back questions are read, hashed and scored one task per file.
+(only the row groups that hold them), hashes them (see ``hashing``) and hands them to
+``Incremental``, which steps the model through the batches while the workers hash the next ones;
+held-back questions are read, hashed and scored one task per file.
 The model is the blog's, plain SGD: averaged SGD (``average=True``) was tried and, in one pass
 over 200 MB, averages in the large early steps: 0.953 mean accuracy (0.924–0.970 over five row
 orders) against plain SGD's 0.975 (±0.0002); on 10 MB both averaged 0.989.
@@ -36,12 +34,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from dask.base import tokenize
-from dask.delayed import Delayed
 
 from pipeline import storage
 from pipeline.clean import has_tag
 
 if TYPE_CHECKING:
+    import dask.array as da
     import scipy.sparse as sp
     from sklearn.linear_model import SGDClassifier
 
@@ -51,10 +49,10 @@ SIDES = ("train", "test")
 COUNTS = ("train", "test", "train_second", "test_second")  # what ``counts`` gives for a block
 TRAIN_BATCH = 4096  # training questions per partial_fit: the model's steps, whatever the blocks
 ROW_GROUP = 1024  # rows per Parquet row group of a labelled file: a batch reads little more than its rows
-# What training and scoring import (seconds of scikit-learn and SciPy): imported where they are used,
+# What training and scoring import (seconds of dask-ml, scikit-learn and SciPy): imported where they are used,
 # so that a run only pays for them when a classifier trains, and ``import_classifier`` can warm them early.
-CLASSIFIER_MODULES = ("scipy.sparse", "sklearn.linear_model", "sklearn.metrics", "sklearn.pipeline",
-                      "pipeline.hashing")
+CLASSIFIER_MODULES = ("dask.array", "scipy.sparse", "dask_ml.wrappers", "sklearn.linear_model", "sklearn.metrics",
+                      "sklearn.pipeline", "pipeline.hashing")
 
 
 def import_classifier() -> None:
@@ -222,31 +220,19 @@ def score_block(path: str, storage_options: dict, estimator: SGDClassifier) -> t
     return predicted, table["label"].to_numpy(), table["id"].to_numpy()
 
 
-def _tasks(function, batched: list[list[Piece]], storage_options: dict) -> tuple[str, dict]:
-    """One task per batch, ``(name, i)``: tiny tasks cost as much scheduling as big ones."""
+def _chunks(function, batched: list[list[Piece]], storage_options: dict, width: int | None = None) -> da.Array:
+    """A dask array with one chunk per batch, each chunk one task: ``from_delayed`` and ``concatenate``
+    would add two more per chunk, and tiny tasks cost as much scheduling as big ones."""
+    import dask.array as da
+    import scipy.sparse as sp
+
+    sizes = tuple(sum(stop - start for _, start, stop in pieces) for pieces in batched)
     name = f"{function.__name__}-{tokenize(batched, storage_options)}"
-    return name, {(name, i): (function, pieces, storage_options) for i, pieces in enumerate(batched)}
-
-
-def _partial_fit(estimator, x, y, kwargs):
-    estimator.partial_fit(x, y, **kwargs)
-    return estimator
-
-
-def fit_chain(estimator, batched: list[list[Piece]], storage_options: dict, random_state: int) -> Delayed:
-    """``estimator`` stepped through every batch by ``partial_fit``, one task after the other, as dask-ml's
-    ``Incremental(estimator, random_state=random_state).fit`` steps it: the batches in the order its
-    ``shuffle_blocks`` draws from ``random_state``, each task taking the estimator the one before returned."""
-    x_name, x_tasks = _tasks(features, batched, storage_options)
-    y_name, y_tasks = _tasks(targets, batched, storage_options)
-    order = list(range(len(batched)))
-    np.random.RandomState(random_state).shuffle(order)  # sklearn's check_random_state(int), as dask-ml draws
-    kwargs = {"classes": [0, 1]}
-    name = "fit-" + tokenize(estimator, x_name, y_name, kwargs, order)
-    graph = {**x_tasks, **y_tasks, (name, -1): estimator}
-    graph.update({(name, i): (_partial_fit, (name, i - 1), (x_name, b), (y_name, b), kwargs)
-                  for i, b in enumerate(order)})
-    return Delayed((name, len(order) - 1), graph)
+    if width:
+        graph = {(name, i, 0): (function, pieces, storage_options) for i, pieces in enumerate(batched)}
+        return da.Array(graph, name, (sizes, (width,)), dtype=np.float64, meta=sp.csr_matrix((0, width)))
+    graph = {(name, i): (function, pieces, storage_options) for i, pieces in enumerate(batched)}
+    return da.Array(graph, name, (sizes,), dtype=np.int8)
 
 
 def train(files: list[str], block_counts: pd.DataFrame, labels: tuple[str, str], random_state: int,
@@ -256,6 +242,7 @@ def train(files: list[str], block_counts: pd.DataFrame, labels: tuple[str, str],
     Needs one training question at least (``reason_to_skip`` says when there is none); one class only, or
     no held-back question, still give a model (accuracy and baseline None without a question to score).
     """
+    from dask_ml.wrappers import Incremental
     from sklearn.linear_model import SGDClassifier
     from sklearn.metrics import confusion_matrix
     from sklearn.pipeline import make_pipeline
@@ -264,13 +251,16 @@ def train(files: list[str], block_counts: pd.DataFrame, labels: tuple[str, str],
 
     n_train, n_test = block_counts["train"].tolist(), block_counts["test"].tolist()
     batched = batches(files, n_train, TRAIN_BATCH)
-    estimator = fit_chain(SGDClassifier(penalty="l1", random_state=random_state), batched, storage_options,
-                          random_state).compute()
+    x_train = _chunks(features, batched, storage_options, width=hashing.N_FEATURES)
+    y_train = _chunks(targets, batched, storage_options)
+    classifier = Incremental(SGDClassifier(penalty="l1", random_state=random_state), scoring="accuracy",
+                             random_state=random_state)
+    classifier.fit(x_train, y_train, classes=[0, 1])
     # The L1 penalty leaves almost all of the 2**20 weights at zero (102 non-zero on 200 MB): as a
     # sparse matrix the model is a few KB, not 8 MB, for every worker that scores and in
     # model.joblib (``densify()`` it before any further ``partial_fit``). Predictions are the same.
     # It goes into the graph once, as a key every block depends on.
-    fitted = estimator.sparsify()
+    fitted = classifier.estimator_.sparsify()
     shared = dask.delayed(fitted, pure=True)
     scoring = [dask.delayed(score_block)(f, storage_options, shared) for f, n in zip(files, n_test) if n]
     scored = dask.compute(scoring)[0]
