@@ -40,32 +40,39 @@ for lib in "$sp"/pyarrow/libarrow_python*.so; do
     done
 done
 
-# 4. botocore's API models of the ~400 AWS services other than S3 and the ones credentials come
+# 4. scipy's subpackages that nothing we run imports (~13 MB): only sklearn.datasets and
+#    sklearn.cluster, which we do not use, import any of them.
+for sub in io signal odr misc cluster datasets differentiate; do rm -rf "$sp/scipy/$sub"; done
+
+# 5. botocore's API models of the ~400 AWS services other than S3 and the ones credentials come
 #    from (STS: assume-role and web identity, as on EKS; SSO; sign-in) (~20 MB).
 for d in "$sp"/botocore/data/*/; do
     case "$(basename "$d")" in s3|sts|sso|sso-oidc|signin) ;; *) rm -rf "$d" ;; esac
 done
 
-# 5. Bokeh's TypeScript compiler and its type libraries (for custom extensions, built with
+# 6. Bokeh's TypeScript compiler and its type libraries (for custom extensions, built with
 #    Node.js), and the unminified copies of the scripts the dashboard serves minified (~15 MB).
 static="$sp/bokeh/server/static"
 rm -f "$static/js/compiler.js"
 find "$static" -name '*.d.ts' -delete
 for js in "$static"/js/*.min.js; do rm -f "${js%.min.js}.js"; done
 
-# 6. What only building against a package needs: C/Cython sources and headers, type stubs.
+# 7. What only building against a package needs: C/Cython sources and headers, type stubs (~19 MB).
 find "$sp" -type f \( -name '*.c' -o -name '*.h' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi' \
     -o -name '*.pyi' \) -delete
+# Test suites under other names than tests/, and numpy.distutils (it needs the setuptools removed
+# in 1; numpy.f2py stays: `from numpy import *` imports it).
+rm -rf "$sp/Cryptodome/SelfTest" "$sp/tornado/test" "$sp/joblib/test" "$sp/numpy/distutils"
 find "$sp" -depth -type d -empty -delete
 
-# 7. Symbol tables and debug information of the compiled extensions (~115 MB). The libraries that
+# 8. Symbol tables and debug information of the compiled extensions (~100 MB). The libraries that
 #    auditwheel vendored (*.libs/, rewritten by patchelf) are left as they are.
 find "$sp" -type f -name '*.so*' ! -path '*.libs/*' -exec strip --strip-unneeded {} +
 
 # The bytecode of pyarrow.flight (pip took that of the packages it uninstalled).
 rm -f "$sp"/pyarrow/__pycache__/flight.*
 
-# 8. Bytecode that no role loads (~30 MB): the Kubernetes client imports its ~70 API classes and
+# 9. Bytecode that no role loads (~28 MB): the Kubernetes client imports its ~70 API classes and
 #    ~1,200 models one by one when first used; the driver uses CoreV1Api and CustomObjectsApi
 #    (their bytecode stays: core_v1_api alone would take ~1 s to compile) and compiles the few
 #    dozen small models it reads (~0.1 s); pip runs at build time and for users only.
