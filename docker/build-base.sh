@@ -4,7 +4,8 @@
 # Why: no container registry is reachable on our machines, so the public
 # python:3.11-slim-bookworm (the Dockerfile's default BASE_IMAGE) cannot be
 # pulled. Debian's package mirror is reachable: debootstrap a minimal bookworm
-# (python3 3.11, venv, pip, ca-certificates, tini), `docker import` it.
+# (python3 3.11 with venv, ca-certificates, tini; no Debian pip: the image's virtual
+# environment has its own), `docker import` it.
 #
 # Cached by content: the key hashes this script (package list, cleanup), so the
 # rootfs tarball in $CACHE and the imported image are reused until it changes.
@@ -14,7 +15,7 @@
 set -euo pipefail
 
 SUITE=bookworm
-PKGS=python3,python3-venv,python3-pip,ca-certificates,tini
+PKGS=python3,python3-venv,ca-certificates,tini
 CACHE="${POSTS_PIPELINE_CACHE:-/var/cache/posts-pipeline}"
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 KEY="$(sha256sum "${BASH_SOURCE[0]}" | cut -c1-12)"
