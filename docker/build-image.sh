@@ -34,7 +34,7 @@ BASE_IMAGE="${BASE_IMAGE:-$(docker/build-base.sh)}"
 BASE_ID="$(docker image inspect --format '{{.Id}}' "$BASE_IMAGE")"
 
 # 3. The content key.
-SOURCES=(docker/Dockerfile docker/build-image.sh docker/slim-venv.sh docker/split-operator.sh docker/test-extras.py requirements/lock.txt requirements/test-lock.txt pyproject.toml)
+SOURCES=(docker/Dockerfile docker/build-image.sh docker/slim-venv.sh docker/test-extras.py requirements/lock.txt requirements/test-lock.txt pyproject.toml)
 [ -f README.md ] && SOURCES+=(README.md)
 mapfile -t PKG_FILES < <(find pipeline -type f ! -path '*/__pycache__/*' ! -name '*.pyc' | LC_ALL=C sort)
 KEY="$( { echo "$BASE_ID"; sha256sum "${SOURCES[@]}" "${PKG_FILES[@]}"; } | sha256sum | cut -c1-16)"

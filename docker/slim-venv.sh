@@ -11,13 +11,10 @@ pip="$venv/bin/pip"
 sp="$(echo "$venv"/lib/python3*/site-packages)"
 [ -d "$sp" ] || { echo "slim-venv: no site-packages under $venv" >&2; exit 1; }
 
-# 1. numba and llvmlite (~200 MB), and sparse and dask-glm that need them. dask-ml declares numba
-#    and dask-glm for dask_ml.cluster.KMeans and dask_ml.linear_model, which we do not use; ours
-#    (dask_ml.wrappers, dask_ml.feature_extraction) import neither. Uninstalling sparse also spares
-#    every process the 0.36 s dask.array spends importing it (and numba) when it is installed.
-#    dask-ml's metadata then no longer names them, so `pip check` judges what is installed.
-"$pip" uninstall --yes --quiet numba llvmlite sparse dask-glm setuptools
-sed -i -E '/^Requires-Dist: (numba|dask-glm)([ ;<>=!~(]|$)/d' "$sp"/dask_ml-*.dist-info/METADATA
+# 1. setuptools (~9 MB): nothing installed requires it (`pip check` below), it only builds packages.
+#    numba and llvmlite stay although no role loads them: dask-ml requires them (for parts we do not
+#    use), and the image keeps what its packages declare, so that `pip check` tells the truth.
+"$pip" uninstall --yes --quiet setuptools
 
 # 2. kubernetes.aio (~66 MB): the asyncio copy of the client shipped inside `kubernetes`. The
 #    pipeline uses the synchronous client; dask-kubernetes and kopf use kubernetes_asyncio.
