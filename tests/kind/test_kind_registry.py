@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 import yaml
 
-from support import chart
+from support import chart, wait_for
 
 pytestmark = pytest.mark.kind
 
@@ -56,15 +56,20 @@ def test_a_node_pulls_the_project_image_from_the_registry(kubectl, namespace, pu
     node = next(n["metadata"]["name"] for n in kubectl.json("get", "nodes")["items"]
                 if "node-role.kubernetes.io/control-plane" in n["metadata"]["labels"])
     crictl(node, "rmi", ref, check=False)
-    assert ref not in crictl(node, "images", "-q", ref, check=False).stdout
+    assert crictl(node, "inspecti", ref, check=False).returncode != 0, f"{ref} is still on {node}"
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "pull"},
            "spec": {"nodeName": node, "restartPolicy": "Never", "terminationGracePeriodSeconds": 1,
                     "tolerations": [{"operator": "Exists"}],
                     "containers": [{"name": "main", "image": ref, "imagePullPolicy": "IfNotPresent",
                                     "command": ["python", "-c", "import pipeline; print('ok')"]}]}}
     kubectl.apply(json.dumps(pod), namespace)
-    kubectl("-n", namespace, "wait", "--for=jsonpath={.status.phase}=Succeeded", "pod/pull", "--timeout=600s",
-            timeout=620)
+
+    def ended() -> str | None:
+        phase = kubectl.json("-n", namespace, "get", "pod", "pull")["status"].get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    phase = wait_for(ended, 600, "the pod to pull its image and run", interval=2)
+    assert phase == "Succeeded", kubectl("-n", namespace, "describe", "pod", "pull")
 
     status = kubectl.json("-n", namespace, "get", "pod", "pull")["status"]["containerStatuses"][0]
     digest = manifest_digest(pushed["registry"], ref)
