@@ -8,6 +8,7 @@
 #   build-registry.sh --binary   the binary only (no Docker needed)
 # Prints the image name (with --binary: the binary's path) on its last line.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/registry.sh"
 
 OUT="$CACHE/registry-$REGISTRY_VERSION"
 MODULE=github.com/distribution/distribution/v3

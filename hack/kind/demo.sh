@@ -11,6 +11,7 @@
 # typed by hand in helm/README.md. Re-running reuses all of it and starts another run;
 # `make kind-demo-down` (hack/kind/demo-down.sh) removes what this created.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/registry.sh"
 cd "$REPO_ROOT"
 NS="${DEMO_NAMESPACE:-posts-demo}"
 RELEASE=demo

@@ -3,6 +3,7 @@
 # the registry beside it (its volume stays: a later kind-up pushes nothing the
 # registry holds already).
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/registry.sh"
 CONFIG="${KIND_CONFIG:-$REPO_ROOT/kind-config.yaml}"
 CLUSTER="$(awk '$1=="name:"{print $2; exit}' "$CONFIG")"
 KIND="$REPO_ROOT/.tools/bin/kind"

@@ -6,6 +6,7 @@
 # registry holds the checkout's chart). Prints "<chart ref> <version>" last.
 #   HELM=... (default .tools/bin/helm, else from PATH)
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/registry.sh"
 HELM="${HELM:-$REPO_ROOT/.tools/bin/helm}"
 [ -x "$HELM" ] || HELM="$(command -v helm)" || { log "helm is needed (make helm-tool)"; exit 2; }
 curl -sf -o /dev/null "http://$REGISTRY/v2/" || { log "no registry answers on $REGISTRY (make kind-up starts it)"; exit 1; }

@@ -7,6 +7,7 @@
 # ~/.kube/config, where a bare kubectl looks) and what was pushed in
 # .tools/registry.json.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/registry.sh"
 T0=$SECONDS
 step() { local t=$SECONDS; "$@"; log "$(basename "$1") took $((SECONDS - t)) s"; }
 
