@@ -19,9 +19,12 @@ t=$SECONDS
 "$REPO_ROOT/hack/kind/build-base-rootfs.sh" & ROOTFS_PID=$!
 step "$REPO_ROOT/hack/kind/build-tools.sh"
 step "$REPO_ROOT/hack/kind/build-kubernetes.sh"
-step "$REPO_ROOT/hack/kind/build-registry.sh" --binary >/dev/null
 wait "$ROOTFS_PID" || { log "build-base-rootfs.sh failed"; exit 1; }
-log "rootfs, tools, Kubernetes and the registry ready after $((SECONDS - t)) s"
+log "rootfs, tools and Kubernetes ready after $((SECONDS - t)) s"
+# The registry's Go build (when not cached) runs beside the node image and the
+# cluster's creation, which mostly wait on docker and kubeadm; it is needed
+# only once the cluster is up.
+"$REPO_ROOT/hack/kind/build-registry.sh" --binary >/dev/null & REGISTRY_PID=$!
 t=$SECONDS
 NODE_IMAGE="$("$REPO_ROOT/hack/kind/build-node-image.sh" | tail -n 1)"
 log "build-node-image.sh took $((SECONDS - t)) s"
@@ -35,22 +38,6 @@ KUBECONFIG_FILE="$REPO_ROOT/.tools/kubeconfig"
 CONFIG="${KIND_CONFIG:-$REPO_ROOT/kind-config.yaml}"
 CLUSTER="$(awk '$1=="name:"{print $2; exit}' "$CONFIG")"
 K=("$TOOLS_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE")
-
-# The registry, as kind's local-registry guide runs it: its container first,
-# published on the host's loopback (joined to the kind network below); its
-# storage is a named volume, which outlives the container.
-REGISTRY_IMAGE="$("$REPO_ROOT/hack/kind/build-registry.sh" | tail -n 1)"
-if [ "$(docker inspect -f '{{.State.Running}} {{.Config.Image}}' "$REGISTRY_CONTAINER" 2>/dev/null)" != "true $REGISTRY_IMAGE" ]; then
-  docker rm -f "$REGISTRY_CONTAINER" >/dev/null 2>&1 || true
-  log "starting $REGISTRY_CONTAINER ($REGISTRY_IMAGE) on 127.0.0.1:$REGISTRY_PORT"
-  docker run -d --restart=always --name "$REGISTRY_CONTAINER" -p "127.0.0.1:$REGISTRY_PORT:5000" \
-    -v "$REGISTRY_CONTAINER:/var/lib/registry" "$REGISTRY_IMAGE" >/dev/null
-fi
-for _ in $(seq 1 50); do curl -sf -o /dev/null "http://$REGISTRY/v2/" && break; sleep 0.2; done
-if ! curl -sf -o /dev/null "http://$REGISTRY/v2/"; then
-  log "the registry $REGISTRY_CONTAINER does not answer on $REGISTRY; its log:"
-  docker logs --tail 20 "$REGISTRY_CONTAINER" >&2; exit 1
-fi
 
 # Reuse a running cluster made from the same node image and the same config
 # (whose hash up.sh leaves on the control-plane node); otherwise recreate it.
@@ -80,6 +67,25 @@ if ! "$KIND" get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
 fi
 "$KIND" get kubeconfig --name "$CLUSTER" >"$KUBECONFIG_FILE"
 "$KIND" export kubeconfig --name "$CLUSTER" >/dev/null 2>&1 || true
+
+# The registry, as kind's local-registry guide runs it: a container published
+# on the host's loopback and joined to the kind network (below); its storage
+# is a named volume, which outlives the container.
+t=$SECONDS
+wait "$REGISTRY_PID" || { log "build-registry.sh failed"; exit 1; }
+log "waited $((SECONDS - t)) s for build-registry.sh"
+REGISTRY_IMAGE="$("$REPO_ROOT/hack/kind/build-registry.sh" | tail -n 1)"
+if [ "$(docker inspect -f '{{.State.Running}} {{.Config.Image}}' "$REGISTRY_CONTAINER" 2>/dev/null)" != "true $REGISTRY_IMAGE" ]; then
+  docker rm -f "$REGISTRY_CONTAINER" >/dev/null 2>&1 || true
+  log "starting $REGISTRY_CONTAINER ($REGISTRY_IMAGE) on 127.0.0.1:$REGISTRY_PORT"
+  docker run -d --restart=always --name "$REGISTRY_CONTAINER" -p "127.0.0.1:$REGISTRY_PORT:5000" \
+    -v "$REGISTRY_CONTAINER:/var/lib/registry" "$REGISTRY_IMAGE" >/dev/null
+fi
+for _ in $(seq 1 50); do curl -sf -o /dev/null "http://$REGISTRY/v2/" && break; sleep 0.2; done
+if ! curl -sf -o /dev/null "http://$REGISTRY/v2/"; then
+  log "the registry $REGISTRY_CONTAINER does not answer on $REGISTRY; its log:"
+  docker logs --tail 20 "$REGISTRY_CONTAINER" >&2; exit 1
+fi
 
 # Every node's containerd sends the name localhost:$REGISTRY_PORT (which pods
 # use, and the host too) to the registry container on the kind network
