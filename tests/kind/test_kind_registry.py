@@ -105,6 +105,6 @@ def test_the_release_is_installed_from_the_oci_chart_at_its_version(kubeconfig, 
     assert (container["image"], container["imagePullPolicy"]) == (ref, "IfNotPresent"), container
     # The driver's Dask pods get the same image and policy through the release's pipeline config.
     config = yaml.safe_load(kubectl.json("-n", namespace, "get", "configmap", "oci-posts-pipeline")["data"]
-                            ["pipeline.yaml"])["cluster"]["kubernetes"]
+                            ["pipeline.yaml"])["posts-pipeline"]["cluster"]["kubernetes"]
     assert (config["image"], config["image-pull-policy"]) == (ref, "IfNotPresent"), config
     helm("uninstall", "oci", "--wait")
