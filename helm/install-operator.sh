@@ -2,7 +2,8 @@
 # Install (or upgrade) the dask-kubernetes operator from the Helm chart that ships inside the pinned
 # dask-kubernetes package, running the project's operator image (posts-pipeline-operator, built by
 # `make image` from the same lock file as the workers). No network is needed: the chart comes from
-# .venv and the image from the nodes (kind load docker-image).
+# .venv; on kind the image comes from the cluster's registry, where `make kind-up` pushed it
+# (--image localhost:5001/posts-pipeline-operator --tag <its content tag>, from .tools/registry.json).
 #
 # Order matters: the CRDs are applied and *established* before the operator starts, so the
 # operator never watches a resource type the API server does not serve yet.
@@ -31,7 +32,7 @@ while [ $# -gt 0 ]; do
     --image) IMAGE=$2; shift 2 ;;
     --tag) TAG=$2; shift 2 ;;
     --timeout) TIMEOUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "install-operator.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -2,7 +2,7 @@
 # chart-lint needs no cluster: helm lint, helm template with the CI values, every manifest (and the
 # DaskCluster the driver generates) validated offline against the Kubernetes schemas of the kind
 # cluster's version and the CRD schema shipped in dask-kubernetes.
-.PHONY: chart-lint chart-schema helm-tool operator-install e2e-k8s
+.PHONY: chart-lint chart-schema chart-push helm-tool operator-install e2e-k8s
 
 HELM_BIN       := $(CURDIR)/.tools/bin/helm
 HELM_CHART     := helm/posts-pipeline
@@ -30,8 +30,13 @@ chart-lint: $(HELM_BIN) $(BIN)/.installed ## helm lint --strict, helm template, 
 	@for v in $(HELM_CI_VALUES); do echo "$(HELM_BIN) lint --strict -f $$v"; $(HELM_BIN) lint --strict --quiet $(HELM_CHART) -f $$v || exit 1; done
 	PYTHONPATH=tests $(BIN)/python -m support.chart --kubernetes-version $(K8S_SCHEMA_VERSION) --helm $(HELM_BIN) $(HELM_CI_VALUES)
 
+# kind-up runs it too (hack/kind/up.sh): the e2e tests and kind-demo install the chart from there.
+chart-push: $(HELM_BIN) ## helm package the chart and helm push it to the kind registry (oci://localhost:5001/charts)
+	HELM=$(HELM_BIN) bash hack/kind/push-chart.sh
+
+# On the kind cluster, with the operator image `make kind-up` pushed to its registry (.tools/registry.json).
 operator-install: $(HELM_BIN) $(BIN)/.installed ## install the dask-kubernetes operator (chart from the pinned package) into the current cluster
-	HELM=$(HELM_BIN) PYTHON=$(BIN)/python helm/install-operator.sh
+	HELM=$(HELM_BIN) PYTHON=$(BIN)/python helm/install-operator.sh $$(jq -r '.images["posts-pipeline-operator"] // empty | "--image " + sub(":[^:]*$$"; "") + " --tag " + sub(".*:"; "")' .tools/registry.json 2>/dev/null)
 
 e2e-k8s: kind-up $(BIN)/.installed ## kind end to end: operator + chart install, kubectl runs, faults, RBAC, uninstall (pytest -m kind tests/kubernetes)
 	KUBECONFIG=$(CURDIR)/.tools/kubeconfig PATH=$(CURDIR)/.tools/bin:$$PATH $(BIN)/pytest -m kind tests/kubernetes $(PYTEST_ARGS)

@@ -4,12 +4,14 @@
 # and labelled by this script): generated S3 credentials in the Secret s3-creds (never printed),
 # MinIO (hack/kind/demo-minio.yaml), a sample dump written into it (hack/kind/demo-sample.yaml),
 # the dask-kubernetes operator (helm/install-operator.sh, when the pinned version is not running),
-# `helm upgrade --install` of the chart with that Secret, then one run
+# `helm upgrade --install` of the chart from the kind registry (oci://, as `make kind-up` pushed it,
+# with the images pushed there) with that Secret, then one run
 # (`kubectl create job --from=cronjob/...`) followed to its end with its log; then it says where
 # the results are and what to type next. Each kubectl/helm command is echoed (`+ ...`) as it is
 # typed by hand in helm/README.md. Re-running reuses all of it and starts another run;
 # `make kind-demo-down` (hack/kind/demo-down.sh) removes what this created.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/registry.sh"
 cd "$REPO_ROOT"
 NS="${DEMO_NAMESPACE:-posts-demo}"
 RELEASE=demo
@@ -21,13 +23,24 @@ run() { echo "+ $*" >&2; "$@"; }
 demo_label() { kubectl get namespace "$NS" -o jsonpath='{.metadata.labels.app\.kubernetes\.io/created-by}'; }
 random_hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
-# 1. Images (skipped when they match the sources) and the cluster (reused when up), with them loaded.
+# 1. Images (skipped when they match the sources), the cluster (reused when up) and its registry,
+#    with the images and the chart pushed there; MinIO's image too (its tag names its version).
 docker/build-image.sh
 MINIO_IMAGE="$(docker/build-minio.sh)"
-docker tag "$MINIO_IMAGE" posts-pipeline-minio:latest
-KIND_LOAD_IMAGES="posts-pipeline:latest posts-pipeline-operator:latest posts-pipeline-minio:latest" hack/kind/up.sh
+hack/kind/up.sh
+MINIO_REF="$(registry_push "$MINIO_IMAGE" "${MINIO_IMAGE##*:}")"
 export KUBECONFIG="$REPO_ROOT/.tools/kubeconfig" PATH="$REPO_ROOT/.tools/bin:$PATH"
+pushed() { jq -r "$1" .tools/registry.json; }
+IMAGE="$(pushed '.images["posts-pipeline"]')" OPERATOR_IMAGE="$(pushed '.images["posts-pipeline-operator"]')"
+CHART="$(pushed .chart)" CHART_VERSION="$(pushed .chart_version)"
 t=$SECONDS
+
+# apply_with_image FILE IMAGE REF: kubectl apply FILE with its image IMAGE replaced by REF (in the registry).
+apply_with_image() {
+  echo "+ sed 's|image: $2\$|image: $3|' $1 | kubectl -n $NS apply -f -" >&2
+  grep -q "image: $2\$" "$1" || { log "$1 names no image $2"; exit 1; }
+  sed "s|image: $2\$|image: $3|" "$1" | kubectl -n "$NS" apply -f -
+}
 
 # job_state JOB: "Complete", "Failed" or "" while it runs.
 job_state() {
@@ -83,7 +96,7 @@ kubectl annotate namespace "$NS" "posts-pipeline/demo-created=${created# }" --ov
 if [ "$operator" = "deployed dask-kubernetes-operator-$OPERATOR_VERSION" ]; then
   log "dask-kubernetes operator $OPERATOR_VERSION is installed (helm list -n dask-operator)"
 else
-  run helm/install-operator.sh
+  run helm/install-operator.sh --image "${OPERATOR_IMAGE%:*}" --tag "${OPERATOR_IMAGE##*:}"
 fi
 
 # 4. The S3 credentials, generated once, sent on stdin (never on a command line or in a log).
@@ -103,15 +116,16 @@ EOF
 fi
 
 # 5. MinIO, and the sample dump in it (the Job is idempotent: it keeps a Posts.xml that is there).
-run kubectl -n "$NS" apply -f hack/kind/demo-minio.yaml
+apply_with_image hack/kind/demo-minio.yaml posts-pipeline-minio:latest "$MINIO_REF"
 run kubectl -n "$NS" rollout status deployment/minio --timeout=300s
 run kubectl -n "$NS" delete job demo-sample --ignore-not-found
-run kubectl -n "$NS" apply -f hack/kind/demo-sample.yaml
+apply_with_image hack/kind/demo-sample.yaml posts-pipeline:latest "$IMAGE"
 follow_job demo-sample 600 || exit 1
 
-# 6. The chart, reading that bucket with that Secret.
-run helm upgrade --install "$RELEASE" helm/posts-pipeline -n "$NS" \
-  --set image.tag=latest --set s3.existingSecret=s3-creds --set s3.endpointUrl=http://minio:9000 \
+# 6. The chart from the registry, with the image from there, reading that bucket with that Secret.
+run helm upgrade --install "$RELEASE" "$CHART" --version "$CHART_VERSION" --plain-http -n "$NS" \
+  --set image.repository="${IMAGE%:*}" --set image.tag="${IMAGE##*:}" \
+  --set s3.existingSecret=s3-creds --set s3.endpointUrl=http://minio:9000 \
   --set run.input=s3://posts/Posts.xml --set run.outputPrefix=s3://posts/runs \
   --set dask.workerResources.requests.cpu=250m --set dask.workerResources.requests.memory=768Mi \
   --set-json 'run.extraArgs=["--blocksize","2MiB","--no-progress"]' --wait --timeout 5m >/dev/null

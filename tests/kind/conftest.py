@@ -11,17 +11,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
+import tomllib
 import uuid
 
 import pytest
 
-from support import node_image_names, on_every_node  # kubeconfig and kubectl: tests/conftest.py
+from support import chart, node_image_names  # kubeconfig and kubectl: tests/conftest.py
 
-# The image test pods fall back to when the project image is not loaded
+# The image test pods fall back to when the project image is not in the registry
 # (hack/kind/lib.sh ROOTFS_IMAGE; make exports it).
 BASE_IMAGE_HINT = "posts-pipeline/kind-rootfs"
-PROJECT_IMAGE = "posts-pipeline:latest"
+VERSION = tomllib.loads((chart.REPO / "pyproject.toml").read_text())["project"]["version"]
 
 
 @pytest.fixture
@@ -40,29 +40,31 @@ def node_images(kubectl) -> set[str]:
 
 
 @pytest.fixture(scope="session")
-def test_image(kubectl, node_images) -> str:
-    """The project image if it was loaded into the cluster, else the node's base rootfs image.
+def project_version() -> str:
+    return VERSION
 
-    ``make kind-up`` loads the project image whenever the host has it, but the kubelet reports newly
-    loaded images in the node status only at its next status update: wait for that, or the tests
-    would fall back to the base image right after a cluster is created.
-    """
+
+@pytest.fixture(scope="session")
+def pushed() -> dict:
+    """What `make kind-up` pushed to the kind registry (support.chart.pushed)."""
+    return chart.pushed()
+
+
+@pytest.fixture(scope="session")
+def test_image(pushed, node_images) -> str:
+    """The project image in the kind registry (pods pull it from there) when `make kind-up` pushed it, else
+    the node's base rootfs image (in the node image); an image on the host that was not pushed is an error."""
+    if "posts-pipeline" in pushed["images"]:
+        return pushed["images"]["posts-pipeline"]
     on_host = shutil.which("docker") and subprocess.run(
-        ["docker", "image", "inspect", PROJECT_IMAGE], capture_output=True).returncode == 0
-    deadline = time.monotonic() + (180 if on_host else 0)
-    while True:
-        if on_every_node(kubectl.json("get", "nodes")["items"], PROJECT_IMAGE):
-            return PROJECT_IMAGE
-        if time.monotonic() > deadline:
-            break
-        time.sleep(5)
+        ["docker", "image", "inspect", f"posts-pipeline:{VERSION}"], capture_output=True).returncode == 0
     if on_host:
-        pytest.fail(f"{PROJECT_IMAGE} is on the host but the nodes do not report it after 180 s: run make kind-up")
+        pytest.fail(f"posts-pipeline:{VERSION} is on the host but not in the kind registry: run make kind-up")
     wanted = os.environ.get("POSTS_KIND_BASE_IMAGE")
     for n in sorted(node_images):
         if (wanted and n.endswith(wanted)) or (not wanted and BASE_IMAGE_HINT in n):
             return n
-    pytest.fail(f"neither {PROJECT_IMAGE} nor {wanted or BASE_IMAGE_HINT} is on the nodes: {sorted(node_images)}")
+    pytest.fail(f"neither the project image nor {wanted or BASE_IMAGE_HINT} is on the nodes: {sorted(node_images)}")
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.kind
 REPO = Path(__file__).resolve().parents[2]
 
 # A tiny HTTP server and client that work in the project image (python3) and in
-# the base image (busybox), so the test does not depend on which one is loaded.
+# the base image (busybox), so the test does not depend on which one is there.
 SERVE = (
     "mkdir -p /tmp/www && echo \"$TOKEN\" > /tmp/www/index.html && cd /tmp/www && "
     "if command -v python3 >/dev/null; then exec python3 -m http.server 8080; "
@@ -39,7 +39,7 @@ def pod(name: str, image: str, command: str, node: str | None = None, labels: di
             {
                 "name": "main",
                 "image": image,
-                "imagePullPolicy": "Never",  # images are preloaded; nothing can be pulled here
+                "imagePullPolicy": "IfNotPresent",  # from the kind registry, or in the node image
                 "command": ["sh", "-c", command],
                 "env": env or [],
                 "ports": [{"containerPort": 8080}],

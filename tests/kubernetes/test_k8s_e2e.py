@@ -31,7 +31,6 @@ from support import (
     create_pipeline_user,
     generate_dump,
     moto_answers,
-    on_every_node,
     reference_report,
     run,
     wait_for,
@@ -41,7 +40,7 @@ pytestmark = pytest.mark.kind
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / ".tools" / "bin"
-IMAGES = ("posts-pipeline:latest", "posts-pipeline-operator:latest", "posts-pipeline-test:latest")
+IMAGES = ("posts-pipeline", "posts-pipeline-operator", "posts-pipeline-test")
 BUCKET, S3_PORT, RELEASE = "posts", 5000, "posts"
 FULLNAME = f"{RELEASE}-posts-pipeline"
 SA = FULLNAME
@@ -62,24 +61,21 @@ class K(Kubectl):
 # ------------------------------------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def images(kubectl):
-    """The project images on every node (kind load docker-image when missing)."""
-    nodes = kubectl.json("get", "nodes")["items"]
-    cluster = next(line.split()[1] for line in (REPO / "kind-config.yaml").read_text().splitlines()
-                   if line.startswith("name:"))
-    for image in IMAGES:
-        if not on_every_node(nodes, image):
-            t = time.monotonic()
-            run([TOOLS / "kind", "load", "docker-image", "--name", cluster, image], timeout=900)
-            print(f"loaded {image} in {time.monotonic() - t:.0f} s")
+def images() -> dict[str, str]:
+    """The project images in the kind cluster's registry (`make kind-up` pushes them; the nodes pull them)."""
+    found = chart.pushed()["images"]
+    missing = [name for name in IMAGES if name not in found]
+    assert not missing, f"not in the kind registry: {missing} (docker/build-image.sh --test, then make kind-up)"
+    return found
 
 
 @pytest.fixture(scope="module")
 def operator(kubectl, images):
     env = {**os.environ, "KUBECONFIG": kubectl.kubeconfig, "HELM": str(TOOLS / "helm"), "KUBECTL": kubectl.binary,
            "PYTHON": str(REPO / ".venv" / "bin" / "python")}
+    repository, tag = images["posts-pipeline-operator"].rsplit(":", 1)
     t = time.monotonic()
-    run(["bash", REPO / "helm" / "install-operator.sh"], env=env, timeout=600)
+    run(["bash", REPO / "helm" / "install-operator.sh", "--image", repository, "--tag", tag], env=env, timeout=600)
     TIMINGS["operator_install_s"] = round(time.monotonic() - t, 1)
 
 
@@ -137,10 +133,10 @@ def dump(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def s3(k, dump):
+def s3(k, dump, images):
     """moto's S3 server in the namespace (auth on), reached from here through kubectl port-forward;
     a bucket with the dump; the pipeline's key in a Secret."""
-    k.apply(S3_MANIFEST)
+    k.apply(S3_MANIFEST.replace("posts-pipeline-test:latest", images["posts-pipeline-test"]))
     k("rollout", "status", "deployment/s3", "--timeout=300s", timeout=320)
     with k.port_forward("svc/s3", S3_PORT, moto_answers) as endpoint:
         # moto reads a dotted Host (s3.<ns>.svc) as a virtual-hosted bucket: pods use the short name
@@ -159,7 +155,7 @@ def reference(dump, tmp_path_factory) -> dict:
 
 
 def chart_values(s3: S3Store, secret: str) -> list[str]:
-    return ["--set", "image.tag=latest", "--set", f"s3.existingSecret={secret}",
+    return ["--set", f"s3.existingSecret={secret}",
             "--set", f"s3.endpointUrl={s3.pipeline_endpoint}",
             "--set", f"run.input=s3://{BUCKET}/Posts.xml", "--set", f"run.outputPrefix=s3://{BUCKET}/runs",
             "--set", "dask.workers=2", "--set", "dask.startTimeout=4m",
@@ -170,7 +166,7 @@ def chart_values(s3: S3Store, secret: str) -> list[str]:
 @contextlib.contextmanager
 def other_release(k, s3, name: str, *settings: str, secret: str = "s3-creds"):
     """A second release of the chart (without its helm tests) for one test; yields its CronJob's name."""
-    k.helm("install", name, REPO / "helm" / "posts-pipeline", *chart_values(s3, secret), "--set", "tests.enabled=false",
+    k.helm("install", name, *chart.install_source(), *chart_values(s3, secret), "--set", "tests.enabled=false",
            *settings, "--wait", "--timeout", "3m")
     try:
         yield f"{name}-posts-pipeline"
@@ -181,7 +177,7 @@ def other_release(k, s3, name: str, *settings: str, secret: str = "s3-creds"):
 @pytest.fixture(scope="module")
 def release(k, s3):
     t = time.monotonic()
-    k.helm("install", RELEASE, REPO / "helm" / "posts-pipeline", *chart_values(s3, "s3-creds"),
+    k.helm("install", RELEASE, *chart.install_source(), *chart_values(s3, "s3-creds"),
            "--wait", "--timeout", "5m")
     TIMINGS["helm_install_s"] = round(time.monotonic() - t, 1)
     yield RELEASE
@@ -402,7 +398,7 @@ def test_run_on_install_completes_and_a_helm_upgrade_turning_it_off_keeps_its_re
         assert state == "Complete", job_logs(k, job)
         assert_same_results(s3.report(f"runs/{job}"), reference)
         wait_for(lambda: not daskclusters(k), 120, "the install run's DaskCluster to be deleted")
-        k.helm("upgrade", "oninstall", REPO / "helm" / "posts-pipeline", *chart_values(s3, "s3-creds"),
+        k.helm("upgrade", "oninstall", *chart.install_source(), *chart_values(s3, "s3-creds"),
                "--set", "tests.enabled=false", "--set", "run.onInstall=false", "--set", "dask.workers=1",
                "--wait", "--timeout", "3m")
         wait_for(lambda: job not in [j["metadata"]["name"] for j in k.json("get", "jobs")["items"]], 120,
@@ -421,8 +417,8 @@ def test_helm_upgrade_changes_schedule_arguments_and_settings_and_rollback_resto
     with other_release(k, s3, "upgrade") as cronjob:
         before = k.json("get", "cronjob", cronjob)
         assert before["spec"]["schedule"] == "0 0 1 1 *"
-        k.helm("upgrade", "upgrade", chart.CHART, *chart_values(s3, "s3-creds"), "--set", "tests.enabled=false",
-               "--set", "run.schedule=30 2 * * *", "--set", "dask.workers=1",
+        k.helm("upgrade", "upgrade", *chart.install_source(), *chart_values(s3, "s3-creds"),
+               "--set", "tests.enabled=false", "--set", "run.schedule=30 2 * * *", "--set", "dask.workers=1",
                "--set-json", f'run.extraArgs=["--blocksize","{BLOCKSIZE}","--no-progress","--top","5"]',
                "--wait", "--timeout", "3m")
         status = helm_status(k, "upgrade")

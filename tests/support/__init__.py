@@ -232,11 +232,6 @@ def node_image_names(node: dict) -> set[str]:
     return {n for image in node["status"].get("images") or [] for n in image.get("names") or []}
 
 
-def on_every_node(nodes: list[dict], image: str) -> bool:
-    """Whether every node reports ``image`` (kind prefixes local names with ``docker.io/library/``)."""
-    return bool(nodes) and all(any(n == image or n.endswith("/" + image) for n in node_image_names(node))
-                               for node in nodes)
-
 
 # ---------------------------------------------------------------- small dumps and pages
 

@@ -10,13 +10,15 @@
 2. builds the DaskCluster the driver would create from the rendered ConfigMap's pipeline config and
    validates it against the openAPIV3Schema of the CRD shipped in the pinned dask-kubernetes (unknown
    fields rejected too), and its scheduler and worker pod specs against the Kubernetes Pod schema.
-Needs no cluster.
+Needs no cluster. ``pushed()`` and ``install_source()`` say where the chart and the images are on the kind
+cluster's registry (what `make kind-up` pushed), for the tests that install it there.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -27,6 +29,27 @@ from pipeline import config  # (its defaults are in dask.config before a test sn
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "posts-pipeline"
+PUSHED = REPO / ".tools" / "registry.json"  # written by hack/kind/up.sh
+
+
+def pushed() -> dict:
+    """What `make kind-up` pushed to the kind cluster's registry: ``registry`` (its host), ``images`` (name →
+    reference with its content tag), ``chart`` (the oci:// reference) and ``chart_version``."""
+    if not PUSHED.exists():
+        raise AssertionError(f"{PUSHED} is missing: run make kind-up (it pushes the images and the chart)")
+    return json.loads(PUSHED.read_text())
+
+
+def install_source(name: str = "posts-pipeline") -> list[str]:
+    """The chart as `helm install` (or upgrade) takes it from the registry, with the pushed image ``name``:
+    ``oci://… --version V --plain-http --set image.repository=… --set image.tag=…`` (the kind registry
+    speaks plain HTTP on the host's loopback)."""
+    found = pushed()
+    if name not in found["images"]:
+        raise AssertionError(f"{name} is not in the kind registry ({PUSHED}): make image, then make kind-up")
+    repository, tag = found["images"][name].rsplit(":", 1)
+    return [found["chart"], "--version", found["chart_version"], "--plain-http",
+            "--set", f"image.repository={repository}", "--set", f"image.tag={tag}"]
 
 
 def crd_schema(kind: str = "daskcluster") -> dict:
