@@ -129,7 +129,8 @@ def diagnose(pods: list, events: list | None = None) -> str | None:
             reason, message = _waiting(cs).get("reason"), (_waiting(cs).get("message") or "").strip()
             if reason in PULL_FAILURES:
                 return (f"the {part} image {cs.get('image')!r} cannot be pulled ({reason}: {message}) — "
-                        "load it into the cluster (kind load docker-image) or fix cluster.kubernetes.image")
+                        "push it to a registry the nodes pull from (on kind: make kind-up) "
+                        "or fix cluster.kubernetes.image")
             if reason in CONFIG_FAILURES and not message.startswith(STILL_SYNCING):
                 return f"the {part} container cannot be created ({reason}: {message})"
             if reason == "CrashLoopBackOff":
