@@ -108,11 +108,10 @@ def test_the_dashboard_serves_its_pages_and_scripts(engine):
         docker("rm", "--force", name, check=False)
 
 
-# Nodes pull the runtime image before a run's first pod starts. It was 1,178 MB before docker/slim-venv.sh
-# and docker/split-operator.sh; the bound sits ~8% above what they leave, room for ordinary version bumps,
-# and fails when a removed part comes back (numba with llvmlite alone is 200 MB, unstripped extensions
-# 100 MB, kubernetes.aio 66 MB, the operator's packages 46 MB).
-MAX_RUNTIME_MB = 650
+# Nodes pull the runtime image before a run's first pod starts. It was 1,178 MB before docker/slim-venv.sh;
+# the bound sits ~8% above what is left, room for ordinary version bumps, and fails when a removed part comes
+# back (unstripped extensions 100 MB, kubernetes.aio 66 MB, the packages' tests 160 MB).
+MAX_RUNTIME_MB = 880
 
 
 def test_the_runtime_image_stays_under_its_size_bound(engine):
